@@ -1,0 +1,44 @@
+"""The ``bridge`` command line: ``start``, ``dev``, ``sim``, ``try``, ``demo``, ``bench``.
+
+Each subcommand lives in its own module under ``bridge.commands`` with ``add_arguments`` and
+``run``. Those modules import heavy packages (``livekit``) inside ``run`` only, so building the
+parser stays cheap and ``bridge sim`` never loads the LiveKit SDK.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# subcommand -> (module under bridge.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "sim": ("sim", "run the local Realtime API simulator"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bridge",
+        description="LiveKit room audio <-> OpenAI Realtime API bridge.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(f"bridge.commands.{module_name}")
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sub)
+        sub.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._module.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``bridge`` subcommand; each defines ``add_parser`` and ``run``."""

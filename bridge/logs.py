@@ -1,0 +1,92 @@
+"""structlog configured once for the whole process: JSON in production, console in development.
+
+Every record passes through :func:`redact_secrets`, which replaces any registered secret
+(API keys, bearer tokens) wherever it appears in the record. Secrets are registered by
+``bridge.settings`` when it reads them from the environment, so a key that leaks into an
+exception message or a URL is still never written out.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+_SECRETS: set[str] = set()
+_MIN_SECRET_LEN = 6  # shorter values would redact ordinary words
+REDACTED = "[redacted]"
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret so that no log record ever contains it."""
+    if value and len(value) >= _MIN_SECRET_LEN:
+        _SECRETS.add(value)
+
+
+def scrub(text: str) -> str:
+    """``text`` with every registered secret replaced by ``[redacted]``."""
+    for secret in _SECRETS:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _scrub_value(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, dict):
+        return {k: _scrub_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_scrub_value(v) for v in value)
+    if isinstance(value, BaseException):
+        return scrub(f"{type(value).__name__}: {value}")
+    return value
+
+
+def redact_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: drop registered secrets from every field of the record."""
+    if not _SECRETS:
+        return event_dict
+    for key, value in event_dict.items():
+        event_dict[key] = _scrub_value(value)
+    return event_dict
+
+
+def configure_logging(*, json: bool, level: str = "info", stream: TextIO | None = None) -> None:
+    """Configure structlog (and the stdlib ``logging`` it may forward to) for this process."""
+    numeric = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # Tracebacks become text before redaction, so they are scrubbed too.
+        structlog.processors.format_exc_info,
+        redact_secrets,
+    ]
+    renderer: Any
+    if json:
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries that log through the stdlib (livekit, websockets) go to the same stream.
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(_ScrubbingFormatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(numeric, logging.INFO) if numeric < logging.INFO else numeric)
+
+
+class _ScrubbingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub(super().format(record))
