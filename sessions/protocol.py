@@ -179,9 +179,10 @@ MAX_RECENT = 32
 class RealtimeProtocol:
     """One Realtime conversation's wire protocol, without I/O."""
 
-    def __init__(self) -> None:
+    def __init__(self, conversation: Conversation | None = None) -> None:
         self.state = ProtocolState.CONNECTING
-        self.conversation = Conversation()
+        #: Shared across sockets by a supervisor, so item ids and audio counts survive.
+        self.conversation = conversation if conversation is not None else Conversation()
         self.stats = ProtocolStats()
         self.expires_at: float | None = None
         self.session: Mapping[str, Any] = {}

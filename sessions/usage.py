@@ -1,13 +1,14 @@
 """Token usage from ``response.done`` and what it costs.
 
 Prices are list prices in USD per million tokens (``realtime-protocol.md`` §8). A model id
-is matched exactly, then by the longest known prefix (``gpt-realtime-2025-08-28`` is priced
-as ``gpt-realtime``, ``gpt-realtime-mini-2025-10-06`` as ``gpt-realtime-mini``). Deployments
+is matched exactly, then without its date suffix (``gpt-realtime-2025-08-28`` is priced as
+``gpt-realtime``, ``gpt-realtime-mini-2025-10-06`` as ``gpt-realtime-mini``). Deployments
 override or extend the table through configuration (``PriceTable.with_overrides``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -120,17 +121,19 @@ DEFAULT_PRICES: dict[str, Prices] = {
 }
 
 
+_SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+
+
 @dataclass(frozen=True, slots=True)
 class PriceTable:
-    """Model id → prices, matched exactly or by the longest known prefix."""
+    """Model id → prices, matched exactly or without a ``-YYYY-MM-DD`` snapshot suffix."""
 
     prices: Mapping[str, Prices] = field(default_factory=lambda: dict(DEFAULT_PRICES))
 
     def lookup(self, model: str) -> Prices | None:
         if model in self.prices:
             return self.prices[model]
-        best = max((m for m in self.prices if model.startswith(m)), key=len, default=None)
-        return self.prices[best] if best is not None else None
+        return self.prices.get(_SNAPSHOT.sub("", model))
 
     def cost(self, model: str, usage: Usage) -> float:
         """USD for ``usage`` on ``model``; 0.0 for a model with no known price."""

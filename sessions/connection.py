@@ -1,0 +1,190 @@
+"""One WebSocket to a Realtime endpoint: a writer draining the bounded outbound queue, and
+a ``recv`` for the reader.
+
+The socket is opened with compression off (audio is base64 noise to deflate), a message size
+limit raised for 15 MiB appends and large ``conversation.item.retrieved`` replies, ping/pong
+keepalive (a stalled server is detected by a ping timeout) and a connect timeout.
+``websockets`` exceptions are translated at this boundary into the project's tree
+(``sessions.errors``): a refused upgrade becomes :class:`HandshakeRejected` (401/403 are
+fatal), a timeout :class:`ConnectTimeout`, a close :class:`ConnectionClosedOK` (1000/1001)
+or :class:`ConnectionClosedError`. No message ever includes the request headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from sessions.endpoint import Endpoint
+from sessions.errors import (
+    ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
+    ConnectTimeout,
+    HandshakeRejected,
+    RealtimeConnectionError,
+)
+from sessions.outbound import OutboundQueue
+from sessions.protocol import OutboundFrame
+
+log = structlog.get_logger("sessions.connection")
+
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # a 15 MiB append is 20 MiB of base64
+_KEYLIKE = re.compile(r"\b(?:sk|ek|rk)-[A-Za-z0-9_\-*.]{4,}")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionOptions:
+    """How a socket is opened and kept alive."""
+
+    connect_timeout: float = 10.0
+    ping_interval: float | None = 10.0
+    ping_timeout: float | None = 10.0
+    close_timeout: float = 2.0
+    max_queued_audio: int = 50  # appends (1 s at 20 ms) before the oldest is dropped
+    user_agent: str = "realtime-bridge"
+
+
+class Connection:
+    """An open WebSocket with its outbound queue; create with :meth:`open`."""
+
+    def __init__(
+        self, ws: ClientConnection, endpoint: Endpoint, options: ConnectionOptions
+    ) -> None:
+        self._ws = ws
+        self.endpoint = endpoint
+        self.options = options
+        self.queue = OutboundQueue(options.max_queued_audio)
+        #: Called after each frame has been written to the socket (latency accounting).
+        self.on_sent: Callable[[OutboundFrame], None] | None = None
+        self.frames_sent = 0
+        self.samples_sent = 0
+        self._writer = asyncio.get_running_loop().create_task(self._write(), name="realtime-writer")
+        self._closed: ConnectionClosed | None = None
+
+    @classmethod
+    async def open(cls, endpoint: Endpoint, options: ConnectionOptions | None = None) -> Connection:
+        """Connect and complete the WebSocket handshake, or raise from our tree."""
+        options = options or ConnectionOptions()
+        host = endpoint.host
+        log.debug("realtime.connect.started", host=host, provider=endpoint.provider)
+        try:
+            ws = await connect(
+                endpoint.url,
+                additional_headers=list(endpoint.headers),
+                compression=None,
+                open_timeout=options.connect_timeout,
+                ping_interval=options.ping_interval,
+                ping_timeout=options.ping_timeout,
+                close_timeout=options.close_timeout,
+                max_size=MAX_MESSAGE_BYTES,
+                max_queue=64,
+                user_agent_header=options.user_agent,
+                proxy=None if host.split(":")[0] in _LOOPBACK else True,
+            )
+        except websockets.InvalidStatus as exc:
+            response = exc.response
+            raise HandshakeRejected(
+                response.status_code, host, _error_detail(response.body, endpoint)
+            ) from None
+        except TimeoutError:
+            raise ConnectTimeout(host, options.connect_timeout) from None
+        except (OSError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
+            raise RealtimeConnectionError(
+                f"{host}: cannot connect ({type(exc).__name__}: {_scrub(str(exc), endpoint)})"
+            ) from None
+        log.debug("realtime.connect.complete", host=host)
+        return cls(ws, endpoint, options)
+
+    @property
+    def closed(self) -> ConnectionClosed | None:
+        """How the socket closed, once it has."""
+        return self._closed
+
+    def send(self, frame: OutboundFrame) -> None:
+        """Queue a frame; the writer sends it (audio may be dropped by policy, never control)."""
+        self.queue.put(frame)
+
+    def send_all(self, frames: list[OutboundFrame]) -> None:
+        for frame in frames:
+            self.queue.put(frame)
+
+    async def recv(self) -> str | bytes:
+        """The next frame from the server (``str`` for text, ``bytes`` for binary)."""
+        try:
+            return await self._ws.recv()
+        except websockets.ConnectionClosed as exc:
+            raise self._closed_from(exc) from None
+
+    async def _write(self) -> None:
+        ws = self._ws
+        queue = self.queue
+        try:
+            while True:
+                frame = await queue.get()
+                await ws.send(frame.data, text=True)
+                self.frames_sent += 1
+                self.samples_sent += frame.samples
+                if self.on_sent is not None:
+                    self.on_sent(frame)
+        except websockets.ConnectionClosed as exc:
+            self._closed_from(exc)
+
+    def _closed_from(self, exc: websockets.ConnectionClosed) -> ConnectionClosed:
+        if self._closed is None:
+            close = exc.rcvd or exc.sent
+            code = close.code if close is not None else 1006
+            reason = close.reason if close is not None else ""
+            cls = ConnectionClosedOK if code in (1000, 1001) else ConnectionClosedError
+            self._closed = cls(code, reason)
+        return self._closed
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the socket (idempotent) and stop the writer. Unsent frames stay queued."""
+        self._writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer
+        with contextlib.suppress(Exception):
+            await self._ws.close(code, reason)
+        if self._closed is None:
+            self._closed = ConnectionClosedOK(code, reason)
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once (no close handshake)."""
+        self._writer.cancel()
+        transport = self._ws.transport
+        if transport is not None:
+            transport.abort()
+
+
+def _scrub(text: str, endpoint: Endpoint) -> str:
+    for _name, value in endpoint.headers:
+        secret = value.removeprefix("Bearer ")
+        if secret:
+            text = text.replace(secret, "[redacted]")
+    return _KEYLIKE.sub("[redacted]", text)
+
+
+def _error_detail(body: bytes | None, endpoint: Endpoint) -> str:
+    """The server's own error message from a refused upgrade, without anything key-like."""
+    if not body:
+        return ""
+    text = body[:2000].decode("utf-8", "replace")
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        message = text.strip().splitlines()[0] if text.strip() else ""
+    else:
+        error = parsed.get("error") if isinstance(parsed, dict) else None
+        message = error.get("message", "") if isinstance(error, dict) else ""
+        message = message if isinstance(message, str) else ""
+    return _scrub(message[:200], endpoint)
