@@ -29,6 +29,8 @@ from numpy.typing import NDArray
 
 from resampling import REALTIME_RATE, Resampler, default_mode
 from resampling.measure import (
+    FLAT_DB,
+    SPURIOUS_DB,
     ResamplerFactory,
     Verdict,
     Withheld,
@@ -245,11 +247,11 @@ def render(report: dict[str, Any]) -> str:
     )
     header = ["mode"]
     for rate, gain_tones, spurious_tones in OTHER_RATES:
-        header += [f"{rate / 1000:g}k g{f / 1000:g}k" for f in gain_tones]
-        header += [
-            f"{rate / 1000:g}k {'alias' if f > REALTIME_RATE / 2 else 'img'} {f / 1000:g}k"
-            for f in spurious_tones
+        labels = [f"g{f / 1000:g}k" for f in gain_tones]
+        labels += [
+            f"{'a' if f > REALTIME_RATE / 2 else 'img'}{f / 1000:g}k" for f in spurious_tones
         ]
+        header += [f"{rate / 1000:g}k {labels[0]}", *labels[1:]]
     rows = []
     for name in names:
         gains = report["gain_db"][name]
@@ -260,7 +262,12 @@ def render(report: dict[str, Any]) -> str:
             row += [_level(levels[f"{rate}/{f:g}"]) for f in spurious_tones]
         rows.append(row)
     out.append(
-        _table("3. Other input rates -> 24 kHz: gain (dB) and alias/image level (dB)", header, rows)
+        _table(
+            "3. Other input rates -> 24 kHz, dB: g = gain, a = alias,"
+            " img = images (all but the tone)",
+            header,
+            rows,
+        )
     )
     modes = [f"soxr {mode.name}" for mode in ALL_MODES]
     rows = []
@@ -268,16 +275,16 @@ def render(report: dict[str, Any]) -> str:
         cells = []
         for name in modes:
             verdict = rule["verdicts"][name]
-            flags = ("F" if verdict["worst_gain_db"] > 0.5 else "") + (
-                "A" if verdict["worst_spurious_db"] >= -80.0 else ""
-            )
+            flags = f"F{verdict['worst_gain_db']:.1f}" if verdict["worst_gain_db"] > FLAT_DB else ""
+            flags += "A" if verdict["worst_spurious_db"] >= SPURIOUS_DB else ""
             cells.append(f"{verdict['worst_delay_ms']:.1f} {flags or 'ok'}")
         agrees = "" if rule["chosen"] == rule["default_mode"] else "  MISMATCH"
         rows.append([pair, *cells, str(rule["chosen"]), rule["default_mode"] + agrees])
     out.append(
         _table(
-            "4. Choice rule per rate pair: worst-case withheld ms (10 ms frames); ok = flat within"
-            " 0.5 dB to the band edge and spurious < -80 dB; F = not flat, A = alias/image",
+            "4. Choice rule per rate pair: worst-case withheld ms (10 ms frames), then ok = flat"
+            " within 0.5 dB to the band edge and alias/images < -80 dB; Fx = off by x dB somewhere"
+            " in the band; A = alias/images at -80 dB or more",
             ["pair", *(name.removeprefix("soxr ") for name in modes), "rule picks", "default"],
             rows,
         )

@@ -10,7 +10,7 @@ run). :func:`default_mode` is the choice the report's table justifies.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from types import MappingProxyType
 from typing import Final, Literal
 
@@ -38,6 +38,7 @@ class Mode:
     """
 
     quality: Quality
+    _: KW_ONLY
     vr: bool = False
 
     def __post_init__(self) -> None:
@@ -63,31 +64,34 @@ FIXED_MODES: Final[tuple[Mode, ...]] = (QQ, LQ, MQ, HQ, VHQ)
 ALL_MODES: Final[tuple[Mode, ...]] = (*FIXED_MODES, VR)
 
 # The rule (from the issue): the least worst-case withheld delay among the modes whose passband
-# is flat within ±0.5 dB up to the band edge (10 kHz, or 0.85 × the input's Nyquist frequency
-# for narrowband input: 3.4 kHz at 8 kHz, 6.8 kHz at 16 kHz, 9.37 kHz at 22.05 kHz) and whose
-# aliasing/imaging stays below -80 dB. Figures: `python -m bridge.resampling_report`
-# (README "Resampling"), python-soxr 1.1.0, 10 ms frames, worst case over a 20 s noise run.
-# QQ withholds nothing but has no anti-alias filter, so it fails everywhere; LQ passes only
-# where its passband is wide enough, and is beaten on delay wherever it does.
+# is flat within ±0.5 dB up to the band edge (10 kHz, or 0.85 × the narrower side's Nyquist
+# frequency: 3.4 kHz at 8 kHz, 6.8 kHz at 16 kHz, 9.37 kHz at 22.05 kHz) and whose aliases and
+# images stay below -80 dB. Figures from `python -m bridge.resampling_report` (README
+# "Resampling", table 4): python-soxr 1.1.0, 10 ms frames, worst case over a 20 s noise run.
+# QQ withholds almost nothing but has no anti-alias filter (a 15 kHz tone comes back at 0 dB
+# from 48 kHz), so it fails at every rate; LQ's passband is too narrow at every rate (-5.4 to
+# -7.8 dB at the band edge); MQ, HQ and VHQ pass but release output in blocks.
 _DEFAULT_BY_INPUT_RATE: Final[Mapping[int, Mode]] = MappingProxyType(
     {
-        # VR 30.0 ms constant; LQ max 40 ms and -7.8 dB at 3.4 kHz; MQ/HQ max 73-75 ms.
+        # VR 30.0 ms constant; MQ/HQ/VHQ max 75.3/73.2/152.5 ms; LQ 40.0 ms, off by 7.8 dB.
         8_000: VR,
-        # VR 15.0 ms; LQ max 20 ms and -7.8 dB at 6.8 kHz; MQ/HQ max 37-38 ms.
+        # VR 15.0 ms; MQ/HQ/VHQ max 37.7/36.6/76.2 ms; LQ 20.0 ms, off by 7.8 dB.
         16_000: VR,
-        # VR 10.9 ms; LQ max 0.95 ms but -7.8 dB at 9.37 kHz; MQ/HQ max 42-43 ms.
+        # VR 10.9 ms; MQ/HQ/VHQ max 42.7/41.9/40.4 ms; LQ 0.9 ms but off by 7.8 dB.
         22_050: VR,
-        # VR 7.5 ms; LQ max 9.75 ms and -5.4 dB at 10 kHz; MQ/HQ max 38-39 ms.
+        # VR 7.5 ms; MQ/HQ/VHQ max 39.4/38.6/37.1 ms; LQ 9.8 ms, off by 5.4 dB.
         32_000: VR,
-        # VR 5.46 ms; LQ max 20 ms and -5.9 dB at 10 kHz; MQ/HQ/VHQ max 37-39 ms.
+        # VR 5.5 ms; MQ/HQ/VHQ max 39.0/38.3/37.0 ms; LQ 20.0 ms, off by 5.9 dB.
         44_100: VR,
-        # VR 5.0 ms; LQ max 20.4 ms and -5.4 dB at 10 kHz; MQ/HQ/VHQ max 37-39 ms.
+        # VR 5.0 ms, flat to 11 kHz, 15/20 kHz below int16 resolution; MQ/HQ/VHQ max
+        # 39.3/38.3/37.1 ms; LQ 20.4 ms, -5.4 dB at 10 kHz.
         48_000: VR,
     }
 )
 
-# The way back (24 kHz model audio to a room rate), same rule: VR withholds 10 ms towards 48 and
-# 16 kHz and 25 ms towards 8 kHz, against LQ's 20/20/40 ms and MQ/HQ's 37-75 ms worst cases.
+# The way back (24 kHz model audio to a room rate), same rule: VR withholds 10.0 ms towards 48
+# and 16 kHz and 25.0 ms towards 8 kHz, against MQ/HQ/VHQ's 36.6-152.5 ms worst cases; LQ
+# (20.4/20.0/40.0 ms) is off by 5.4-7.8 dB.
 _DEFAULT_FROM_REALTIME: Final = VR
 
 
