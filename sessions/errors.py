@@ -9,7 +9,9 @@ imports nothing from the project, so every package (``resampling``, ``sessions``
     │   ├── MissingSetting       a required environment variable is not set
     │   ├── ProfileError         a profiles file is wrong (names file, profile, field)
     │   └── MetadataError        dispatch metadata is unacceptable
-    ├── ResamplingError          audio handed to the resampler is malformed
+    ├── ResamplingError          audio handed to the resampler cannot be used
+    │   ├── MalformedAudio       this buffer is wrong (odd bytes, dtype, channels don't divide it)
+    │   └── UnsupportedFormat    a sample rate or channel count the resampler does not handle
     ├── ProtocolError            the server sent something we cannot use (sans-I/O core)
     ├── InvalidState             our own code called something at the wrong time (a bug)
     ├── UpstreamError            an ``error`` event from the Realtime API
@@ -87,7 +89,34 @@ class MetadataError(ConfigError):
 
 
 class ResamplingError(BridgeError):
-    """Audio handed to the resampler is malformed or of an unsupported shape."""
+    """Audio handed to the resampler cannot be used; nothing already accepted is lost."""
+
+
+class MalformedAudio(ResamplingError):
+    """One buffer is wrong (odd byte count, wrong dtype, channels that don't divide it).
+
+    The stream is unchanged: drop the buffer, count it, carry on.
+    """
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
+
+    def __str__(self) -> str:
+        return f"malformed audio: {self.problem}"
+
+
+class UnsupportedFormat(ResamplingError):
+    """A sample rate or channel count the resampler does not handle (for this whole stream)."""
+
+    def __init__(self, what: str, value: object, supported: str) -> None:
+        super().__init__(what, value, supported)
+        self.what = what
+        self.value = value
+        self.supported = supported
+
+    def __str__(self) -> str:
+        return f"unsupported {self.what} {self.value!r} (supported: {self.supported})"
 
 
 class ProtocolError(BridgeError):
