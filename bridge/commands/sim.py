@@ -1,0 +1,137 @@
+"""``bridge sim``: run the local Realtime API simulator until SIGINT/SIGTERM.
+
+The first line on stdout is exactly ``realtime simulator listening on ws://HOST:PORT/v1``;
+everything else (structlog records) goes to stderr. ``BRIDGE_SIM_JOURNAL`` supplies a default
+for ``--journal``. A bad option (e.g. a fault spec) prints one line and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sessions.simulator import SimulatorConfig
+
+JOURNAL_ENV = "BRIDGE_SIM_JOURNAL"
+
+
+def _pace(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be positive (or inf)")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``bridge sim``."""
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=8765, help="port to bind; 0 picks a free one (default 8765)"
+    )
+    parser.add_argument(
+        "--behavior",
+        choices=("echo", "tone", "tool"),
+        default="echo",
+        help="echo: say the caller's utterance back; tone: a 440 Hz tone; tool: call a tool first",
+    )
+    parser.add_argument(
+        "--expire-after",
+        type=float,
+        default=3600.0,
+        metavar="S",
+        help="session lifetime in seconds (default 3600)",
+    )
+    parser.add_argument(
+        "--pace",
+        type=_pace,
+        default=4.0,
+        metavar="X",
+        help="send audio X times faster than real time; inf = at once (default 4)",
+    )
+    parser.add_argument(
+        "--delta-ms", type=int, default=40, metavar="MS", help="audio per delta (default 40)"
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="think time from response.created to the first output (default 0)",
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="inject a fault: KIND[:ARG][@PHASE][*COUNT]; repeatable (sessions.simulator.faults)",
+    )
+    parser.add_argument(
+        "--api-key", default=None, metavar="KEY", help="accept only this key (default: any key)"
+    )
+    parser.add_argument(
+        "--journal",
+        default=os.environ.get(JOURNAL_ENV) or None,
+        metavar="FILE",
+        help=f"append every frame as a JSON line to FILE (default: ${JOURNAL_ENV})",
+    )
+    parser.add_argument("--log-json", action="store_true", help="log JSON records to stderr")
+    parser.add_argument("--log-level", default="info", help="log level (default info)")
+
+
+def _config(args: argparse.Namespace) -> SimulatorConfig:
+    from sessions.simulator import SimulatorConfig, parse_fault
+
+    return SimulatorConfig(
+        behavior=args.behavior,
+        expire_after_s=args.expire_after,
+        pace=args.pace,
+        delta_ms=args.delta_ms,
+        latency_ms=args.latency_ms,
+        faults=tuple(parse_fault(spec) for spec in args.fault),
+        api_key=args.api_key,
+    )
+
+
+async def _serve(config: SimulatorConfig, args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from sessions.simulator import Simulator
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with Simulator(config, host=args.host, port=args.port, journal=args.journal) as sim:
+        print(f"realtime simulator listening on {sim.url}", flush=True)
+        await stop.wait()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; exit 0 then, 2 on a bad option."""
+    import asyncio
+
+    from bridge.logs import configure_logging, register_secret
+    from sessions.errors import ConfigError
+
+    configure_logging(json=args.log_json, level=args.log_level)
+    register_secret(args.api_key)
+    try:
+        config = _config(args)
+    except ConfigError as exc:
+        print(f"bridge sim: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_serve(config, args))
+    except OSError as exc:
+        print(
+            f"bridge sim: error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
+        )
+        return 2
