@@ -14,7 +14,11 @@ from collections.abc import Sequence
 
 # subcommand -> (module under bridge.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "start": ("start", "run the LiveKit worker (production: JSON logs, drain on SIGTERM)"),
+    "dev": ("dev", "run the LiveKit worker in development mode"),
     "sim": ("sim", "run the local Realtime API simulator"),
+    "try": ("try_call", "one conversation through the real pipeline, a WAV file as the caller"),
+    "demo": ("demo", "`bridge try` on the bundled caller recording (with a barge-in)"),
 }
 
 

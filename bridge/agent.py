@@ -1,0 +1,176 @@
+"""The job entrypoint: one LiveKit room, one bridged call.
+
+Runs inside ``livekit-agents``' own server (``bridge.worker``): the job's room is connected
+audio-only, the dispatch metadata picks the profile, a :class:`~bridge.call.Call` is started
+on ``ctx.room.local_participant`` and fed by :func:`attach_room`, which forwards the room's
+participant, track and chat events. The agent joins as an AGENT participant (the job token
+from the dispatch says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field, replace
+
+import structlog
+from livekit import rtc
+from livekit.agents import AutoSubscribe, JobContext
+
+from bridge.call import Call, CallOptions
+from bridge.metrics import BridgeMetrics, default_metrics
+from bridge.profiles import ProfileSet
+from bridge.room import HUMAN_KINDS, TOPIC_CHAT, Human
+from bridge.settings import price_table, realtime_endpoint
+from sessions.usage import PriceTable
+
+log = structlog.get_logger("bridge.agent")
+
+HEARD_SOURCES = frozenset({rtc.TrackSource.SOURCE_MICROPHONE, rtc.TrackSource.SOURCE_UNKNOWN})
+
+
+@dataclass(slots=True)
+class CallRegistry:
+    """The calls running in this process (thread executor: all of the pod's calls)."""
+
+    calls: set[Call] = field(default_factory=set)
+
+    async def drain(self, limit: float) -> int:
+        """Let calls finish for up to ``limit`` seconds, then end the rest cleanly.
+
+        Returns how many calls had to be ended.
+        """
+        waits = [asyncio.ensure_future(call.wait()) for call in self.calls]
+        if waits:
+            await asyncio.wait(waits, timeout=limit)
+        remaining = [c for c in self.calls if c.record.ended_at is None]
+        for call in remaining:
+            call.end("the bridge is shutting down (drain limit reached)")
+        for wait in waits:
+            wait.cancel()
+        return len(remaining)
+
+
+REGISTRY = CallRegistry()
+
+
+@dataclass(frozen=True, slots=True)
+class AgentContext:
+    """What every job of this process shares (built once, in the worker)."""
+
+    profiles: ProfileSet
+    metrics: BridgeMetrics = field(default_factory=default_metrics)
+    prices: PriceTable = field(default_factory=PriceTable)
+    options: CallOptions = field(default_factory=CallOptions)
+    registry: CallRegistry = field(default_factory=lambda: REGISTRY)
+
+
+def _is_human(participant: rtc.RemoteParticipant) -> bool:
+    return participant.kind in HUMAN_KINDS
+
+
+def attach_room(room: rtc.Room, call: Call) -> None:
+    """Forward ``room``'s events to ``call`` (participants, audio tracks, mutes, chat)."""
+    room_input = call.input
+
+    def joined(participant: rtc.RemoteParticipant) -> None:
+        if _is_human(participant):
+            room_input.participant_joined(Human(participant.identity, participant.kind))
+
+    def left(participant: rtc.RemoteParticipant) -> None:
+        room_input.participant_left(participant.identity)
+
+    def subscribed(
+        track: rtc.Track,
+        publication: rtc.RemoteTrackPublication,
+        participant: rtc.RemoteParticipant,
+    ) -> None:
+        if _is_human(participant) and publication.source in HEARD_SOURCES:
+            room_input.track_subscribed(participant.identity, track)
+
+    def unsubscribed(
+        track: rtc.Track,
+        publication: rtc.RemoteTrackPublication,
+        participant: rtc.RemoteParticipant,
+    ) -> None:
+        room_input.track_unsubscribed(participant.identity, publication.sid)
+
+    def muted(participant: rtc.Participant, publication: rtc.TrackPublication) -> None:
+        if isinstance(participant, rtc.RemoteParticipant):
+            room_input.track_muted(participant.identity, publication.sid)
+
+    def unmuted(participant: rtc.Participant, publication: rtc.TrackPublication) -> None:
+        if isinstance(participant, rtc.RemoteParticipant):
+            room_input.track_unmuted(participant.identity, publication.sid)
+
+    def chat(reader: rtc.TextStreamReader, identity: str) -> None:
+        async def read() -> None:
+            text = await reader.read_all()
+            call.on_chat(identity, text)
+
+        task = asyncio.get_running_loop().create_task(read(), name="chat")
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    room.on("participant_connected", joined)
+    room.on("participant_disconnected", left)
+    room.on("track_subscribed", subscribed)
+    room.on("track_unsubscribed", unsubscribed)
+    room.on("track_muted", muted)
+    room.on("track_unmuted", unmuted)
+    room.register_text_stream_handler(TOPIC_CHAT, chat)
+    for participant in room.remote_participants.values():
+        joined(participant)
+        for publication in participant.track_publications.values():
+            track = publication.track
+            if track is not None and publication.subscribed:
+                subscribed(track, publication, participant)
+                if publication.muted:
+                    muted(participant, publication)
+
+
+async def run_job(ctx: JobContext, shared: AgentContext) -> None:
+    """The entrypoint body: resolve the profile, connect, bridge until the call ends."""
+    structlog.contextvars.bind_contextvars(room=ctx.room.name, job=ctx.job.id)
+    resolution = shared.profiles.resolve(ctx.job.metadata)
+    for warning in resolution.warnings:
+        log.warning("dispatch.metadata_refused", detail=warning)
+        shared.metrics.metadata_rejected.inc()
+    profile = resolution.profile
+    endpoint = realtime_endpoint(profile.session.model)
+    await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+    structlog.contextvars.bind_contextvars(agent=ctx.room.local_participant.identity)
+    options = shared.options
+    if resolution.participant:
+        options = replace(options, linked_identity=resolution.participant)
+    call = Call(
+        ctx.room.local_participant,
+        profile,
+        endpoint,
+        options=options,
+        metrics=shared.metrics,
+        prices=shared.prices,
+    )
+
+    def linked(identity: str | None) -> None:
+        structlog.contextvars.bind_contextvars(participant=identity)
+
+    call.input.on_linked = linked
+    attach_room(ctx.room, call)
+
+    async def on_shutdown(reason: str) -> None:
+        call.end(f"job shutdown: {reason}" if reason else "job shutdown")
+
+    ctx.add_shutdown_callback(on_shutdown)
+    shared.registry.calls.add(call)
+    try:
+        await call.start()
+        reason = await call.wait()
+    finally:
+        shared.registry.calls.discard(call)
+        with contextlib.suppress(Exception):
+            await call.aclose()
+    ctx.shutdown(reason)
+
+
+def default_context(profiles: ProfileSet) -> AgentContext:
+    return AgentContext(profiles=profiles, prices=price_table())

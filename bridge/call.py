@@ -1,0 +1,511 @@
+"""One bridged call: room audio to a Realtime session and back, with barge-in.
+
+:class:`Call` wires the parts and reacts to the session's events; each part lives in its own
+module: who is heard (``room_input``), the agent's audio (``playout``), captions and agent
+state (``captions``), the Realtime conversation across sockets (``sessions.supervisor``), the
+figures (``records``, ``metrics``, ``latency``). The same code runs on a real room
+(``bridge.agent``) and on the loopback (``bridge.trial``): only the
+:class:`~bridge.room.AgentParticipant` and the calls into :attr:`Call.input` differ.
+
+Barge-in happens inside the handler of ``input_audio_buffer.speech_started``, in the same
+event-loop step that read it: the source queue is cleared synchronously, the rest of the
+response is discarded, each cut item is truncated at the audio that left the source (deleted
+when none did), its caption closed with only the heard text, and the state set to listening.
+A message typed on ``lk.chat`` does the same before it is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import structlog
+from livekit import rtc
+from numpy.typing import NDArray
+
+from bridge.captions import AgentCaptions, AgentState, UserCaptions
+from bridge.latency import CallerTimeline, InputLatency
+from bridge.metrics import BridgeMetrics
+from bridge.playout import SAMPLE_RATE, Playout
+from bridge.profiles import Profile
+from bridge.records import CallRecord, TruncationRecord
+from bridge.room import AgentParticipant, PublishQueue
+from bridge.room_input import RoomInput
+from bridge.tools import ToolContext, run_tool
+from sessions import events as ev
+from sessions.connection import ConnectionOptions
+from sessions.endpoint import Endpoint
+from sessions.errors import BridgeError, ErrorKind, RealtimeConnectionError
+from sessions.events import ServerEvent
+from sessions.protocol import OutboundFrame
+from sessions.supervisor import SessionSupervisor
+from sessions.usage import PriceTable
+
+log = structlog.get_logger("bridge.call")
+
+AGENT_TRACK_NAME = "agent_audio"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallOptions:
+    """How a call runs, beyond its profile."""
+
+    queue_ms: int = 100  # native AudioSource queue (≤ 100 ms)
+    playout_frame_ms: int = 20
+    max_playout_s: float = 120.0
+    empty_room_grace_s: float = 10.0
+    stream_rate: int = 48_000  # rate and channels the room's audio is read at
+    stream_channels: int = 1
+    linked_identity: str | None = None
+    connection: ConnectionOptions = ConnectionOptions()
+
+
+class Call:
+    def __init__(
+        self,
+        participant: AgentParticipant,
+        profile: Profile,
+        endpoint: Endpoint,
+        *,
+        options: CallOptions | None = None,
+        metrics: BridgeMetrics | None = None,
+        prices: PriceTable | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.participant = participant
+        self.profile = profile
+        self.options = options = options or CallOptions()
+        self.metrics = metrics
+        self.clock = clock
+        self.record = CallRecord(started_at=clock())
+        self.publish = PublishQueue()
+        self.state = AgentState(participant, self.publish)
+        self.source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=options.queue_ms)
+        self.track = rtc.LocalAudioTrack.create_audio_track(AGENT_TRACK_NAME, self.source)
+        self.track_sid = ""
+        self.playout = Playout(
+            self.source,
+            frame_ms=options.playout_frame_ms,
+            max_buffer_s=options.max_playout_s,
+            clock=clock,
+        )
+        self.playout.on_item_started = self._on_item_started
+        self.playout.on_idle = self._on_playout_idle
+        self.playout.on_captured = lambda s: self.record.out_latency_ms.append(s * 1000)
+        self.captions = AgentCaptions(
+            participant,
+            self.publish,
+            played=self.playout.played_samples,
+            track_sid=lambda: self.track_sid,
+        )
+        self.user_captions = UserCaptions(participant, self.publish)
+        self.session = SessionSupervisor(
+            endpoint,
+            profile.session,
+            handler=self.on_event,
+            chunk_ms=profile.chunk_ms,
+            options=options.connection,
+            prices=prices,
+            clock=clock,
+        )
+        self.latency = InputLatency(self._record_input_latency)
+        self.timeline = CallerTimeline()
+        self.session.on_audio_sent = self._on_audio_sent
+        self.input = RoomInput(
+            sink=self._on_caller_audio,
+            mode=profile.input_mode,
+            linked_identity=options.linked_identity,
+            stream_rate=options.stream_rate,
+            stream_channels=options.stream_channels,
+            clock=clock,
+        )
+        self.input.on_frame = self._on_caller_frame
+        self.input.on_empty = self._on_room_empty
+        self.input.on_return = self._on_room_back
+        self.tool_context = ToolContext()
+        self._ended: asyncio.Future[str] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._grace: asyncio.TimerHandle | None = None
+        self._caption_wake = asyncio.Event()
+        self._turn_end: float | None = None  # caller's speech end awaiting a reply
+        self._turn_event: float | None = None  # when speech_stopped was received
+        self._caller_speaking = False
+        self._speech_start_ms = 0
+        self._responding: set[str] = set()  # response ids whose audio we play
+        self._handlers: dict[type, Callable[[ServerEvent], None]] = {
+            ev.SpeechStarted: self._on_speech_started,  # type: ignore[dict-item]
+            ev.SpeechStopped: self._on_speech_stopped,  # type: ignore[dict-item]
+            ev.ResponseCreated: self._on_response_created,  # type: ignore[dict-item]
+            ev.OutputItemAdded: self._on_output_item,  # type: ignore[dict-item]
+            ev.AudioDelta: self._on_audio_delta,  # type: ignore[dict-item]
+            ev.AudioDone: self._on_audio_done,  # type: ignore[dict-item]
+            ev.TranscriptDelta: self._on_transcript_delta,  # type: ignore[dict-item]
+            ev.TranscriptDone: self._on_transcript_done,  # type: ignore[dict-item]
+            ev.ResponseDone: self._on_response_done,  # type: ignore[dict-item]
+            ev.FunctionCall: self._on_function_call,  # type: ignore[dict-item]
+            ev.InputTranscriptDelta: self._on_input_transcript_delta,  # type: ignore[dict-item]
+            ev.InputTranscriptCompleted: self._on_input_transcript,  # type: ignore[dict-item]
+            ev.ErrorReceived: self._on_error,  # type: ignore[dict-item]
+            ev.FrameRejected: self._on_frame_rejected,  # type: ignore[dict-item]
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Publish the agent's track, connect and configure the session, start listening."""
+        loop = asyncio.get_running_loop()
+        self._ended = loop.create_future()
+        self.publish.start()
+        self.state.set("initializing")
+        publication = await self.participant.publish_track(
+            self.track, rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+        )
+        self.track_sid = publication.sid
+        self._spawn(self.playout.run(), "playout")
+        self._spawn(self._caption_loop(), "captions")
+        await self.session.start()
+        self._spawn(self._run_session(), "session")
+        self.state.set("listening")
+        if self.metrics is not None:
+            self.metrics.sessions_active.inc()
+        log.info(
+            "call.started",
+            profile=self.profile.name,
+            model=self.profile.session.model,
+            endpoint=self.session.endpoint.redacted_url,
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            reason = str(exc) if isinstance(exc, BridgeError) else f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, BridgeError):
+                log.error("call.task_failed", task=task.get_name(), exc_info=exc)
+            self.end(reason, failed=True)
+
+    async def _run_session(self) -> None:
+        try:
+            await self.session.run()
+        except RealtimeConnectionError as exc:
+            self.end(f"the Realtime API connection ended: {exc}", failed=True)
+            return
+        self.end("the Realtime session ended")
+
+    def end(self, reason: str, *, failed: bool = False) -> None:
+        """Ask the call to end (idempotent); :meth:`wait` returns ``reason``."""
+        if self._ended is not None and not self._ended.done():
+            self.record.end_reason = reason
+            self.record.failed = failed
+            log.info("call.ending", reason=reason, failed=failed)
+            self._ended.set_result(reason)
+
+    async def wait(self) -> str:
+        """Until the call ends; returns why."""
+        assert self._ended is not None, "start() first"
+        return await self._ended
+
+    async def aclose(self) -> None:
+        """End cleanly: stop listening, close the session, publish the final state."""
+        self.end("closed")
+        if self._grace is not None:
+            self._grace.cancel()
+        await self.input.aclose()
+        with contextlib.suppress(Exception):
+            await self.session.close("call ended")
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.captions.tick()
+        failed = self.record.failed
+        if failed:
+            reason = self.record.end_reason
+            self.publish.put(lambda: self.participant.set_attributes({"bridge.error": reason}))
+        self.state.set("idle")
+        await self.publish.drain()
+        with contextlib.suppress(Exception):
+            await self.source.aclose()
+        self._finish_record(failed)
+
+    def _finish_record(self, failed: bool) -> None:
+        record = self.record
+        record.ended_at = self.clock()
+        record.usage = self.session.usage
+        record.cost_usd = self.session.cost_usd
+        stats = self.playout.stats
+        record.output_seconds = stats.captured_samples / SAMPLE_RATE
+        record.underruns = stats.underruns
+        record.dropped_frames += self.session.dropped_frames
+        summary = record.summary()
+        log.info(
+            "call.ended",
+            duration_s=summary["duration_s"],
+            reason=record.end_reason,
+            turns=record.turns,
+            responses=record.responses,
+            interruptions=record.interruptions,
+            reconnects=record.reconnects,
+            tokens=summary["tokens"],
+            cost_usd=summary["cost_usd"],
+            errors=len(record.errors),
+        )
+        m = self.metrics
+        if m is not None:
+            m.sessions_active.dec()
+            m.sessions.labels("failed" if failed else "ok").inc()
+            m.audio_seconds.labels("in").inc(record.input_seconds)
+            m.audio_seconds.labels("out").inc(record.output_seconds)
+            for kind, count in record.usage.by_kind().items():
+                m.tokens.labels(kind).inc(count)
+            m.cost.labels(self.profile.session.model).inc(record.cost_usd)
+            if stats.dropped_samples:
+                m.frames_dropped.labels("out").inc(stats.dropped_samples // 480)
+
+    @property
+    def busy(self) -> bool:
+        """A turn is in progress: caller speaking, a reply awaited, generated or playing."""
+        return (
+            self._caller_speaking
+            or self._turn_event is not None
+            or self.session.response_active
+            or self.playout.speaking
+            or self.captions.waiting
+        )
+
+    # ------------------------------------------------------------------ room side
+
+    def _on_caller_audio(self, samples: NDArray[np.int16], received: float) -> None:
+        self.record.input_seconds += samples.size / SAMPLE_RATE
+        self.session.append_audio(samples)
+
+    def _on_caller_frame(self, withheld: float, received: float) -> None:
+        appended = self.session.samples_appended
+        self.latency.frame(appended + withheld, appended, received)
+        self.timeline.note(appended, received)
+
+    def _on_audio_sent(self, frame: OutboundFrame) -> None:
+        self.latency.sent(frame.samples, self.clock())
+
+    def _record_input_latency(self, waiting: float, processing: float) -> None:
+        self.record.in_waiting_ms.append(waiting * 1000)
+        self.record.in_processing_ms.append(processing * 1000)
+
+    def _on_room_empty(self) -> None:
+        grace = self.options.empty_room_grace_s
+        log.info("call.room_empty", grace_s=grace)
+        self._grace = asyncio.get_running_loop().call_later(
+            grace, self.end, "no caller left in the room"
+        )
+
+    def _on_room_back(self) -> None:
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+
+    def on_chat(self, identity: str, text: str) -> None:
+        """A message typed on ``lk.chat``: interrupt the agent, then answer it."""
+        if self.profile.input_mode == "linked" and identity != self.input.linked:
+            log.info("call.chat_ignored", reason="not the linked participant")
+            return
+        text = text.strip()
+        if not text:
+            return
+        self.interrupt()
+        self.record.say(self.clock(), "caller", text)
+        self.record.turns += 1
+        self.session.send_user_text(text)
+        self.session.create_response()
+        self.state.set("thinking")
+
+    # ------------------------------------------------------------------ session events
+
+    def on_event(self, event: ServerEvent) -> None:
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+
+    def interrupt(self) -> int:
+        """Stop the agent now (barge-in). Returns how many items were cut."""
+        started = self.clock()
+        cut = self.playout.interrupt()
+        cleared = self.clock()
+        response_id = self.session.active_response_id
+        if response_id is not None:
+            self.session.discard_response(response_id)
+            turn = self.profile.session.turn_detection
+            if turn is None or not turn.interrupt_response:
+                self.session.cancel_response()
+        for item_id, samples in cut.items():
+            heard = self.captions.interrupt(item_id)
+            self.captions.finals.pop(item_id, None)
+            played_ms = samples * 1000 // SAMPLE_RATE
+            result = self.session.truncate(item_id, played_ms, heard_text=heard)
+            self.record.truncations.append(
+                TruncationRecord(item_id, result.audio_end_ms, played_ms, result.action)
+            )
+            self.record.say(self.clock(), "agent", f"{heard} [interrupted]".strip())
+        if cut:
+            self.record.interruptions += 1
+            self.record.barge_in_stop_ms.append((cleared - started) * 1000)
+            if self.metrics is not None:
+                self.metrics.interruptions.inc()
+                self.metrics.barge_in_stop.observe(cleared - started)
+        self._responding.clear()
+        return len(cut)
+
+    def _on_speech_started(self, event: ev.SpeechStarted) -> None:
+        self._caller_speaking = True
+        self._speech_start_ms = event.audio_start_ms
+        self.interrupt()
+        self.state.set("listening")
+
+    def _on_speech_stopped(self, event: ev.SpeechStopped) -> None:
+        self._caller_speaking = False
+        now = self.clock()
+        self._turn_event = now
+        self._turn_end = self.timeline.time_of(self.session.sample_at_ms(event.audio_end_ms))
+        self.record.turns += 1
+        if self.profile.session.input_transcription is None:  # no words: say how long
+            seconds = max(event.audio_end_ms - self._speech_start_ms, 0) / 1000
+            self.record.say(now, "caller", f"(speech, {seconds:.1f} s)")
+        self.state.set("thinking")
+
+    def _on_response_created(self, event: ev.ResponseCreated) -> None:
+        self._responding.add(event.response_id)
+
+    def _on_output_item(self, event: ev.OutputItemAdded) -> None:
+        if event.item.type == "message" and self.profile.session.output_modalities == ("audio",):
+            self.playout.begin_item(event.item.id)
+
+    def _on_audio_delta(self, event: ev.AudioDelta) -> None:
+        self.playout.push(event.item_id, event.pcm)
+
+    def _on_audio_done(self, event: ev.AudioDone) -> None:
+        self.playout.end_item(event.item_id)
+
+    def _on_transcript_delta(self, event: ev.TranscriptDelta) -> None:
+        record = self.session.conversation.get(event.item_id)
+        received = record.audio_bytes // 2 if record is not None else 0
+        self.captions.add(event.item_id, event.delta, at_sample=received)
+        self._caption_wake.set()
+
+    def _on_transcript_done(self, event: ev.TranscriptDone) -> None:
+        self.captions.end(event.item_id, event.transcript)
+        self._caption_wake.set()
+
+    def _on_response_done(self, event: ev.ResponseDone) -> None:
+        self.record.responses += 1
+        self._responding.discard(event.response_id)
+        for item in event.output:
+            self.playout.end_item(item.id)
+            self.captions.end(item.id, item.text or None)
+        if event.error is not None:
+            self._record_error(event.error.code, str(event.error))
+        self._caption_wake.set()
+        if self.profile.session.output_modalities == ("text",):
+            self.captions.tick(text_only=True)
+            for item in event.output:
+                if item.text:
+                    self.record.say(self.clock(), "agent", item.text)
+            self.state.set("listening")
+
+    def _on_function_call(self, event: ev.FunctionCall) -> None:
+        output = run_tool(event.name, event.arguments, self.tool_context)
+        self.record.say(self.clock(), "system", f"{event.name}({event.arguments}) -> {output}")
+        self.session.send_function_output(event.call_id, output)
+        self.session.create_response()
+
+    def _on_input_transcript_delta(self, event: ev.InputTranscriptDelta) -> None:
+        identity = self.input.linked or next(iter(self.input.heard), "")
+        if identity:
+            self.user_captions.delta(
+                event.item_id,
+                event.delta,
+                identity=identity,
+                track_sid=self.input.track_sid_of(identity),
+            )
+
+    def _on_input_transcript(self, event: ev.InputTranscriptCompleted) -> None:
+        identity = self.input.linked or next(iter(self.input.heard), "")
+        self.record.say(self.clock(), "caller", event.transcript)
+        if identity:
+            self.user_captions.completed(
+                event.item_id,
+                event.transcript,
+                identity=identity,
+                track_sid=self.input.track_sid_of(identity),
+            )
+
+    def _on_error(self, event: ev.ErrorReceived) -> None:
+        error = event.error
+        if self.metrics is not None:
+            self.metrics.error(error.code)
+        if error.kind is ErrorKind.BENIGN:
+            self.record.benign_errors += 1
+            log.debug("realtime.error.benign", code=error.code, request=error.request_type)
+            return
+        self._record_error(error.code, error.message)
+        log.warning(
+            "realtime.error",
+            code=error.code,
+            kind=error.kind.value,
+            request=error.request_type,
+            message=error.message,
+        )
+        if error.kind is ErrorKind.FATAL:
+            self.end(f"the Realtime API refused to go on: {error}", failed=True)
+
+    def _on_frame_rejected(self, event: ev.FrameRejected) -> None:
+        if self.metrics is not None:
+            self.metrics.error("malformed")
+        log.warning("realtime.frame_rejected", reason=event.reason)
+
+    def _record_error(self, code: str | None, message: str) -> None:
+        self.record.errors.append({"code": code or "", "message": message})
+
+    # ------------------------------------------------------------------ playout events
+
+    def _on_item_started(self, item_id: str) -> None:
+        now = self.clock()
+        self.state.set("speaking")
+        if self._turn_event is not None:
+            self.record.response_latency_ms.append((now - self._turn_event) * 1000)
+            self._turn_event = None
+        if self._turn_end is not None:
+            v2v = now - self._turn_end
+            self.record.voice_to_voice_ms.append(v2v * 1000)
+            if self.metrics is not None:
+                self.metrics.voice_to_voice.observe(v2v)
+            self._turn_end = None
+
+    def _on_playout_idle(self) -> None:
+        self.captions.tick()
+        for item_id, text in list(self.captions.finals.items()):
+            self.record.say(self.clock(), "agent", text)
+            del self.captions.finals[item_id]
+        if not self._caller_speaking and not self.session.response_active:
+            self.state.set("listening")
+        if self.tool_context.hangup_requested:
+            self.end("the agent ended the call")
+
+    async def _caption_loop(self) -> None:
+        while True:
+            if self.captions.waiting:
+                await asyncio.sleep(0.04)
+            else:
+                self._caption_wake.clear()
+                await self._caption_wake.wait()
+            self.captions.tick()

@@ -1,0 +1,120 @@
+"""What happened in one call: counts, latencies, truncations, the conversation as text.
+
+The ``bridge try --json`` summary, the session-end log record and the benchmark all read it.
+Latencies are kept per event (a few thousand floats per call at most) so percentiles can be
+computed exactly afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sessions.usage import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class TruncationRecord:
+    item_id: str
+    audio_end_ms: int  # what was sent to the server (0 = the item was deleted)
+    played_ms: int  # audio of the item that left the source
+    action: str  # truncate | delete | skip
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One line of the conversation, seconds from the start of the call."""
+
+    at: float
+    who: str  # "caller" | "agent" | "system"
+    text: str
+
+
+@dataclass(slots=True)
+class CallRecord:
+    started_at: float
+    ended_at: float | None = None
+    end_reason: str = ""
+    failed: bool = False
+    responses: int = 0
+    turns: int = 0
+    interruptions: int = 0
+    truncations: list[TruncationRecord] = field(default_factory=list)
+    voice_to_voice_ms: list[float] = field(default_factory=list)
+    response_latency_ms: list[float] = field(default_factory=list)
+    barge_in_stop_ms: list[float] = field(default_factory=list)
+    out_latency_ms: list[float] = field(default_factory=list)
+    in_waiting_ms: list[float] = field(default_factory=list)
+    in_processing_ms: list[float] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    benign_errors: int = 0
+    reconnects: int = 0
+    rollovers: int = 0
+    dropped_frames: int = 0
+    underruns: int = 0
+    input_seconds: float = 0.0
+    output_seconds: float = 0.0
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float = 0.0
+    lines: list[Line] = field(default_factory=list)
+
+    def say(self, at: float, who: str, text: str) -> None:
+        self.lines.append(Line(round(at - self.started_at, 3), who, text))
+
+    def summary(self) -> dict[str, Any]:
+        """The ``--json`` summary of ``bridge try`` (and the session-end log figures)."""
+        duration = (self.ended_at or self.started_at) - self.started_at
+        return {
+            "duration_s": round(duration, 3),
+            "end_reason": self.end_reason,
+            "failed": self.failed,
+            "responses": self.responses,
+            "turns": self.turns,
+            "interruptions": self.interruptions,
+            "truncations": [
+                {
+                    "item_id": t.item_id,
+                    "audio_end_ms": t.audio_end_ms,
+                    "played_ms": t.played_ms,
+                    "action": t.action,
+                }
+                for t in self.truncations
+            ],
+            "voice_to_voice_ms": [round(x, 1) for x in self.voice_to_voice_ms],
+            "response_latency_ms": [round(x, 1) for x in self.response_latency_ms],
+            "barge_in_stop_ms": [round(x, 3) for x in self.barge_in_stop_ms],
+            "out_latency_ms": percentiles(self.out_latency_ms),
+            "in_latency_ms": {
+                "waiting": percentiles(self.in_waiting_ms),
+                "processing": percentiles(self.in_processing_ms),
+                "total": percentiles(
+                    [w + p for w, p in zip(self.in_waiting_ms, self.in_processing_ms, strict=True)]
+                ),
+            },
+            "input_seconds": round(self.input_seconds, 3),
+            "output_seconds": round(self.output_seconds, 3),
+            "dropped_frames": self.dropped_frames,
+            "underruns": self.underruns,
+            "reconnects": self.reconnects,
+            "rollovers": self.rollovers,
+            "errors": list(self.errors),
+            "benign_errors": self.benign_errors,
+            "tokens": self.usage.by_kind(),
+            "cost_usd": round(self.cost_usd, 6),
+            "conversation": [{"at": x.at, "who": x.who, "text": x.text} for x in self.lines],
+        }
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    """p50/p99/max of ``values`` in the same unit (``None`` when empty)."""
+    if not values:
+        return {"p50": None, "p99": None, "max": None, "n": 0}
+    array = np.asarray(values, dtype=np.float64)
+    return {
+        "p50": round(float(np.percentile(array, 50)), 3),
+        "p99": round(float(np.percentile(array, 99)), 3),
+        "max": round(float(array.max()), 3),
+        "n": int(array.size),
+    }

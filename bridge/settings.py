@@ -1,0 +1,176 @@
+"""Settings from the environment: the only place the bridge reads environment variables.
+
+Secrets (API keys, secrets, tokens) are registered with ``bridge.logs`` as they are read, so
+they are scrubbed from every log record, and they are kept out of ``repr``.
+
+LiveKit (for ``bridge start`` / ``bridge dev``):
+  ``LIVEKIT_URL``, ``LIVEKIT_API_KEY``, ``LIVEKIT_API_SECRET`` (required),
+  ``LIVEKIT_AGENT_NAME`` (explicit dispatch; empty = automatic dispatch).
+Realtime API (first match wins):
+  ``BRIDGE_REALTIME_URL`` — any compatible server (e.g. ``bridge sim``), with
+  ``OPENAI_API_KEY`` as its key when set;
+  ``AZURE_OPENAI_ENDPOINT`` + ``AZURE_OPENAI_API_KEY`` (or ``AZURE_OPENAI_ENTRA_TOKEN``),
+  deployment ``AZURE_OPENAI_DEPLOYMENT`` (default: the profile's model); with
+  ``OPENAI_API_VERSION`` set, the Azure preview protocol;
+  ``OPENAI_API_KEY`` (+ optional ``OPENAI_BASE_URL``, ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``).
+The bridge itself:
+  ``BRIDGE_PROFILES`` (profiles file; default: the built-in profiles),
+  ``BRIDGE_PRICES`` (TOML price overrides), ``BRIDGE_LOG_FORMAT`` (``json``|``console``),
+  ``BRIDGE_LOG_LEVEL``, ``BRIDGE_METRICS_PORT`` (default 9102, 0 = off),
+  ``BRIDGE_MAX_SESSIONS`` (per pod), ``BRIDGE_DRAIN_TIMEOUT`` (s), ``BRIDGE_EXECUTOR``
+  (``thread``|``process``), ``BRIDGE_IDLE_PROCESSES``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from bridge.logs import register_secret
+from sessions.endpoint import Endpoint
+from sessions.errors import ConfigError, MissingSetting
+from sessions.usage import PriceTable
+
+
+def _get(env: Mapping[str, str], name: str) -> str:
+    return env.get(name, "").strip()
+
+
+def _secret(env: Mapping[str, str], name: str) -> str:
+    value = _get(env, name)
+    register_secret(value)
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = _get(env, name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveKitSettings:
+    url: str
+    api_key: str = field(repr=False)
+    api_secret: str = field(repr=False)
+    agent_name: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> LiveKitSettings:
+        """Read the LiveKit settings; each missing variable is named in the error."""
+        env = os.environ if env is None else env
+        missing = [
+            n for n in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET") if not _get(env, n)
+        ]
+        if missing:
+            raise MissingSetting(", ".join(missing), "needed to join LiveKit rooms")
+        return cls(
+            url=_get(env, "LIVEKIT_URL"),
+            api_key=_secret(env, "LIVEKIT_API_KEY"),
+            api_secret=_secret(env, "LIVEKIT_API_SECRET"),
+            agent_name=_get(env, "LIVEKIT_AGENT_NAME"),
+        )
+
+
+def realtime_endpoint(
+    model: str, env: Mapping[str, str] | None = None, *, url: str | None = None
+) -> Endpoint:
+    """Where sessions connect, from ``url`` (a flag) or the environment."""
+    env = os.environ if env is None else env
+    api_key = _secret(env, "OPENAI_API_KEY")
+    url = url or _get(env, "BRIDGE_REALTIME_URL")
+    if url:
+        return Endpoint.compatible(url, model, api_key=api_key)
+    azure = _get(env, "AZURE_OPENAI_ENDPOINT")
+    if azure:
+        key = _secret(env, "AZURE_OPENAI_API_KEY")
+        token = _secret(env, "AZURE_OPENAI_ENTRA_TOKEN")
+        if not (key or token):
+            raise MissingSetting("AZURE_OPENAI_API_KEY", "or AZURE_OPENAI_ENTRA_TOKEN, for Azure")
+        deployment = _get(env, "AZURE_OPENAI_DEPLOYMENT") or model
+        version = _get(env, "OPENAI_API_VERSION")
+        if version:
+            return Endpoint.azure_preview(
+                azure, deployment, version, api_key=key or None, entra_token=token or None
+            )
+        return Endpoint.azure(azure, deployment, api_key=key or None, entra_token=token or None)
+    if not api_key:
+        raise MissingSetting(
+            "OPENAI_API_KEY", "or AZURE_OPENAI_ENDPOINT, or BRIDGE_REALTIME_URL for a local server"
+        )
+    base = _get(env, "OPENAI_BASE_URL") or "wss://api.openai.com/v1"
+    return Endpoint.openai(
+        api_key,
+        model,
+        base_url=base,
+        organization=_get(env, "OPENAI_ORG_ID") or None,
+        project=_get(env, "OPENAI_PROJECT_ID") or None,
+    )
+
+
+def has_realtime_credentials(env: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    return any(
+        _get(env, n) for n in ("BRIDGE_REALTIME_URL", "AZURE_OPENAI_ENDPOINT", "OPENAI_API_KEY")
+    )
+
+
+def price_table(env: Mapping[str, str] | None = None) -> PriceTable:
+    """The default prices, with ``BRIDGE_PRICES`` (a TOML file of per-model tables) applied."""
+    env = os.environ if env is None else env
+    path = _get(env, "BRIDGE_PRICES")
+    if not path:
+        return PriceTable()
+    try:
+        overrides = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"BRIDGE_PRICES={path}: {exc}") from None
+    return PriceTable().with_overrides(overrides)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """How a bridge pod runs (defaults from ``bridge bench`` measurements; see README)."""
+
+    profiles_path: str | None = None
+    metrics_port: int = 9102
+    max_sessions: int = 24
+    drain_timeout: int = 600
+    executor: str = "thread"
+    idle_processes: int = 1
+    log_format: str = "json"
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, dev: bool = False) -> WorkerSettings:
+        env = os.environ if env is None else env
+        d: dict[str, Any] = {f.name: f.default for f in fields(cls)}
+        executor = _get(env, "BRIDGE_EXECUTOR") or str(d["executor"])
+        if executor not in ("thread", "process"):
+            raise ConfigError(f"BRIDGE_EXECUTOR={executor!r} must be 'thread' or 'process'")
+        log_format = _get(env, "BRIDGE_LOG_FORMAT") or ("console" if dev else "json")
+        if log_format not in ("json", "console"):
+            raise ConfigError(f"BRIDGE_LOG_FORMAT={log_format!r} must be 'json' or 'console'")
+        settings = cls(
+            profiles_path=_get(env, "BRIDGE_PROFILES") or None,
+            metrics_port=_int(env, "BRIDGE_METRICS_PORT", d["metrics_port"]),
+            max_sessions=_int(env, "BRIDGE_MAX_SESSIONS", d["max_sessions"]),
+            drain_timeout=_int(env, "BRIDGE_DRAIN_TIMEOUT", d["drain_timeout"]),
+            executor=executor,
+            idle_processes=_int(env, "BRIDGE_IDLE_PROCESSES", d["idle_processes"]),
+            log_format=log_format,
+            log_level=_get(env, "BRIDGE_LOG_LEVEL") or ("debug" if dev else "info"),
+        )
+        if settings.max_sessions < 1:
+            raise ConfigError("BRIDGE_MAX_SESSIONS must be at least 1")
+        if settings.drain_timeout < 0:
+            raise ConfigError("BRIDGE_DRAIN_TIMEOUT must not be negative")
+        return settings
