@@ -340,7 +340,7 @@ async def test_items_are_created_deleted_and_retrieved(simulator: SimulatorFacto
     deleted, _ = await recv_until(ws, "conversation.item.deleted")
     assert deleted["item_id"] == "item_first"
 
-    for kind, fields, code in [
+    cases: list[tuple[str, dict[str, Any], str]] = [
         ("conversation.item.retrieve", {"item_id": "item_first"}, "item_retrieve_invalid_item_id"),
         ("conversation.item.delete", {"item_id": "item_nope"}, "item_delete_invalid_item_id"),
         (
@@ -380,7 +380,8 @@ async def test_items_are_created_deleted_and_retrieved(simulator: SimulatorFacto
             "missing_required_parameter",
         ),
         ("response.teleport", {}, "invalid_value"),
-    ]:
+    ]
+    for kind, fields, code in cases:
         error = await error_for(ws, kind, **fields)
         assert error["code"] == code, (kind, fields, error)
     assert error["message"].startswith("Invalid value: 'response.teleport'. Supported values are:")
