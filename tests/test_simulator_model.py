@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from sessions.simulator import SimulatorConfig, SimulatorStats
-from sessions.simulator.audio import AudioFormat, encode, rms_dbfs
+from sessions.simulator.audio import AudioFormat, decode, encode, rms_dbfs
 from sessions.simulator.model import ModelSession
 from sessions.simulator.vad import threshold_dbfs
 from tests.realtime_schema import check_event
@@ -227,3 +228,36 @@ def test_usage_counts_context_audio_and_generated_audio() -> None:
     assert usage["input_token_details"]["text_tokens"] == 100  # 400 characters / 4
     assert usage["output_token_details"] == {"text_tokens": 3, "audio_tokens": 20}
     assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+
+
+def test_g711_output_is_sent_at_8_bytes_per_ms() -> None:
+    core = Core(behavior="tone")
+    core.send(
+        "session.update",
+        session={"type": "realtime", "audio": {"output": {"format": {"type": "audio/pcmu"}}}},
+    )
+    events = core.send("response.create") + core.run_response()
+    deltas = [
+        base64.b64decode(e["delta"]) for e in events if e["type"] == "response.output_audio.delta"
+    ]
+    assert {len(d) for d in deltas[:-1]} == {40 * 8} and sum(map(len, deltas)) == 1500 * 8
+    done = next(e for e in events if e["type"] == "response.done")["response"]
+    assert done["audio"]["output"]["format"] == {"type": "audio/pcmu"}
+    samples = decode(b"".join(deltas), AudioFormat.PCMU).astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(samples))
+    assert abs(np.argmax(spectrum) * 8000 / len(samples) - 440) < 5  # still the 440 Hz tone
+
+
+def test_ids_have_the_real_shapes() -> None:
+    core = Core(behavior="tool")
+    events = core.append(utterance().tobytes()) + core.run_response()
+    assert len(events) > 10
+    for event in events:
+        assert re.fullmatch(r"event_[A-Za-z0-9]{21}", event["event_id"]), event
+    done = next(e for e in events if e["type"] == "response.done")["response"]
+    assert re.fullmatch(r"resp_[A-Za-z0-9]{21}", done["id"])
+    assert re.fullmatch(r"conv_[A-Za-z0-9]{21}", done["conversation_id"])
+    call = done["output"][0]
+    assert re.fullmatch(r"item_[A-Za-z0-9]{21}", call["id"])
+    assert re.fullmatch(r"call_[A-Za-z0-9]{21}", call["call_id"])
+    assert re.fullmatch(r"sess_[A-Za-z0-9]{21}", core.session.session["id"])

@@ -225,7 +225,7 @@ def pcm_of_reply(done: dict[str, Any]) -> Any:
 async def test_one_active_response_at_a_time_and_client_cancellation(
     simulator: SimulatorFactory,
 ) -> None:
-    ws = await connected(simulator, behavior="tone")  # 1.5 s of tone at 4x: 375 ms of sending
+    ws = await connected(simulator, behavior="tone", pace=1.0)  # 1.5 s of tone in real time
     await configure(ws)
     await send(ws, "response.create")
     await send(ws, "response.create", event_id="evt_second")

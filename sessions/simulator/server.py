@@ -415,6 +415,8 @@ class _Connection:
             journal.note(self.number, self.dialect, {"open": self.info.path})
         writer = asyncio.create_task(self._write_loop())
         pacer = asyncio.create_task(self._pace_loop())
+        for task in (writer, pacer):
+            task.add_done_callback(self._task_done)
         expiry = self._loop.call_later(self.sim.config.expire_after_s, self._expire)
         try:
             if self.info.refuse_beta:
@@ -452,6 +454,13 @@ class _Connection:
                     self.dialect,
                     {"close": self.ws.close_code, "reason": self.ws.close_reason},
                 )
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A writer or pacer that dies of a bug takes the connection down, loudly."""
+        if task.cancelled() or task.exception() is None:
+            return
+        self.log.error("sim.connection.failed", exc_info=task.exception())
+        self.ws.transport.abort()
 
     async def _read_loop(self) -> None:
         journal = self.sim.journal
