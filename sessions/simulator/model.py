@@ -170,7 +170,6 @@ class _Response:
     limited: bool = False  # cut short by max_output_tokens
     item: Item | None = None
     part_open: bool = False
-    args_done: bool = False
     sent: int = 0  # bytes of audio sent
     words_sent: int = 0
 
@@ -1132,7 +1131,6 @@ class ModelSession:
                 }
             )
             yield Step(0.0)
-        response.args_done = True
         self._emit(
             {
                 "type": "response.function_call_arguments.done",
