@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import numpy as np
@@ -531,3 +532,22 @@ async def test_vad_defaults_echo_a_turn_and_barge_in_cancels_with_turn_detected(
     done, _ = await recv_until(ws, "response.done")
     assert done["response"]["status_details"]["reason"] == "turn_detected"
     assert started["audio_start_ms"] >= 1500 - 300 - 10
+
+
+async def test_latency_delays_the_first_output_and_pace_spreads_the_audio(
+    simulator: SimulatorFactory,
+) -> None:
+    ws = await connected(simulator, behavior="tone", latency_ms=300, pace=4.0)
+    await configure(ws)
+    await send(ws, "response.create")
+    await recv_until(ws, "response.created")
+    created_at = time.monotonic()
+    await recv_until(ws, "response.output_item.added")
+    first_output_at = time.monotonic()
+    done, seen = await recv_until(ws, "response.done")
+    finished_at = time.monotonic()
+    assert first_output_at - created_at >= 0.29  # think time before the first output
+    assert finished_at - first_output_at >= 1.5 / 4 - 0.05  # 1.5 s of audio at 4x real time
+    deltas = [e for e in seen if e["type"] == "response.output_audio.delta"]
+    assert len(deltas) == 1500 // 40 + 1  # 40 ms deltas (the last one partial)
+    assert done["response"]["status"] == "completed"
