@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import numpy as np
@@ -225,7 +226,7 @@ def pcm_of_reply(done: dict[str, Any]) -> Any:
 async def test_one_active_response_at_a_time_and_client_cancellation(
     simulator: SimulatorFactory,
 ) -> None:
-    ws = await connected(simulator, behavior="tone")  # 1.5 s of tone at 4x: 375 ms of sending
+    ws = await connected(simulator, behavior="tone", pace=1.0)  # 1.5 s of tone in real time
     await configure(ws)
     await send(ws, "response.create")
     await send(ws, "response.create", event_id="evt_second")
@@ -340,7 +341,7 @@ async def test_items_are_created_deleted_and_retrieved(simulator: SimulatorFacto
     deleted, _ = await recv_until(ws, "conversation.item.deleted")
     assert deleted["item_id"] == "item_first"
 
-    for kind, fields, code in [
+    cases: list[tuple[str, dict[str, Any], str]] = [
         ("conversation.item.retrieve", {"item_id": "item_first"}, "item_retrieve_invalid_item_id"),
         ("conversation.item.delete", {"item_id": "item_nope"}, "item_delete_invalid_item_id"),
         (
@@ -380,7 +381,8 @@ async def test_items_are_created_deleted_and_retrieved(simulator: SimulatorFacto
             "missing_required_parameter",
         ),
         ("response.teleport", {}, "invalid_value"),
-    ]:
+    ]
+    for kind, fields, code in cases:
         error = await error_for(ws, kind, **fields)
         assert error["code"] == code, (kind, fields, error)
     assert error["message"].startswith("Invalid value: 'response.teleport'. Supported values are:")
@@ -530,3 +532,22 @@ async def test_vad_defaults_echo_a_turn_and_barge_in_cancels_with_turn_detected(
     done, _ = await recv_until(ws, "response.done")
     assert done["response"]["status_details"]["reason"] == "turn_detected"
     assert started["audio_start_ms"] >= 1500 - 300 - 10
+
+
+async def test_latency_delays_the_first_output_and_pace_spreads_the_audio(
+    simulator: SimulatorFactory,
+) -> None:
+    ws = await connected(simulator, behavior="tone", latency_ms=300, pace=4.0)
+    await configure(ws)
+    await send(ws, "response.create")
+    await recv_until(ws, "response.created")
+    created_at = time.monotonic()
+    await recv_until(ws, "response.output_item.added")
+    first_output_at = time.monotonic()
+    done, seen = await recv_until(ws, "response.done")
+    finished_at = time.monotonic()
+    assert first_output_at - created_at >= 0.29  # think time before the first output
+    assert finished_at - first_output_at >= 1.5 / 4 - 0.05  # 1.5 s of audio at 4x real time
+    deltas = [e for e in seen if e["type"] == "response.output_audio.delta"]
+    assert len(deltas) == 1500 // 40 + 1  # 40 ms deltas (the last one partial)
+    assert done["response"]["status"] == "completed"

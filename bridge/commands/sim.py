@@ -130,8 +130,6 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         return asyncio.run(_serve(config, args))
-    except OSError as exc:
-        print(
-            f"bridge sim: error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr
-        )
+    except OSError as exc:  # port taken, bad interface, journal not writable
+        print(f"bridge sim: error: {exc}", file=sys.stderr)
         return 2

@@ -109,6 +109,11 @@ def _response_to_beta(response: dict[str, Any]) -> dict[str, Any]:
     out["output_audio_format"] = AudioFormat(fmt["type"]).beta_name if fmt else "pcm16"
     out["temperature"] = 0.8
     out["output"] = [_item_to_beta(item) for item in response.get("output") or []]
+    usage = response.get("usage")
+    if usage is not None:  # beta usage had no image or cached-token breakdown
+        details = usage["input_token_details"]
+        kept = ("text_tokens", "audio_tokens", "cached_tokens")
+        out["usage"] = {**usage, "input_token_details": {k: details[k] for k in kept}}
     return out
 
 

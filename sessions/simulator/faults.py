@@ -7,8 +7,9 @@ KIND (ARG):
 
 - ``drop``: close the socket with 1011 "simulated drop";
 - ``tcp_close``: abort the TCP connection, no close frame (the client sees 1006);
-- ``stall[:SECONDS]``: send nothing, not even pongs, for SECONDS (default: for good); what
-  the client sends meanwhile is read and ignored;
+- ``stall[:SECONDS]``: send nothing for SECONDS (default: for good); pongs and close frames
+  are held back and sent when the stall ends; what the client sends meanwhile is read and
+  ignored;
 - ``delay:MS``: from then on every outgoing frame leaves MS later;
 - ``malformed[:N]``: N junk frames (default 5, one of each: invalid JSON, a binary frame, an
   event missing required fields, an event with fields of the wrong type, a truncated frame);
@@ -199,21 +200,24 @@ class FaultPlan:
         self.specs = specs
         self._left: list[int | None] = [spec.count for spec in specs]
 
-    def take(self, phase: Phase) -> list[FaultSpec]:
-        """The faults that fire at this ``phase`` checkpoint now; their counts go down."""
+    def take(self, phase: Phase, *, kind: FaultKind | None = None) -> list[FaultSpec]:
+        """The faults that fire at this ``phase`` checkpoint now; their counts go down.
+
+        With ``kind``, only the first fault of that kind fires (a handshake is refused once).
+        Without it, every matching fault except ``reject`` fires.
+        """
         fired: list[FaultSpec] = []
         for index, spec in enumerate(self.specs):
             left = self._left[index]
             if spec.phase is not phase or left == 0:
                 continue
+            if (kind is None and spec.kind is FaultKind.REJECT) or (
+                kind is not None and spec.kind is not kind
+            ):
+                continue
             if left is not None:
                 self._left[index] = left - 1
             fired.append(spec)
+            if kind is not None:
+                break
         return fired
-
-    def pending(self, phase: Phase) -> bool:
-        """Whether some fault could still fire at ``phase``."""
-        return any(
-            spec.phase is phase and left != 0
-            for spec, left in zip(self.specs, self._left, strict=True)
-        )

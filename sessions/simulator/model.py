@@ -104,7 +104,7 @@ _RESPONSE_KEYS: Final = frozenset(
     }
 )
 _KEEP_BUFFER_MS: Final = 10_000  # in VAD mode, idle audio beyond this is dropped ...
-_KEPT_TAIL_MS: Final = 1_000  # ... down to this much (enough for any prefix padding)
+_KEPT_TAIL_MS: Final = 1_000  # ... down to this much (or the prefix padding, if longer)
 
 
 # -- notes: facts for the I/O layer -------------------------------------------------------
@@ -170,7 +170,6 @@ class _Response:
     limited: bool = False  # cut short by max_output_tokens
     item: Item | None = None
     part_open: bool = False
-    args_done: bool = False
     sent: int = 0  # bytes of audio sent
     words_sent: int = 0
 
@@ -208,7 +207,8 @@ class ModelSession:
         self._buffer = bytearray()
         self._buffer_start = 0  # session sample index of the buffer's first byte
         self._since_commit = 0  # bytes appended since the last commit or clear
-        self._samples_in = 0  # whole samples received in this session
+        self._samples_in = 0  # whole samples received (since the last change of input rate)
+        self._offset_ms = 0.0  # audio time before the last change of input rate
         self._carry = b""  # half a PCM16 sample waiting for its other byte
         self._speech_item: str | None = None
         self._speech_start = 0  # session sample where the speaking user item starts
@@ -364,10 +364,15 @@ class ModelSession:
             return
         self._session = merge(self._session, update)
         new_fmt = input_format(self._session)
-        if new_fmt is not self._in_fmt:
+        if new_fmt is not self._in_fmt:  # a new rate: restart the sample count, keep the time
+            self._offset_ms = self._ms(self._samples_in)
+            self._samples_in = 0
+            self._carry = b""
             self._in_fmt = new_fmt
             self._clear_buffer()
-        if vad_params(self._session) != self._vad_params:
+            self._vad_params = vad_params(self._session)
+            self._rebuild_vad()
+        elif vad_params(self._session) != self._vad_params:
             self._vad_params = vad_params(self._session)
             self._rebuild_vad()
         self._stats.session_updates += 1
@@ -395,7 +400,8 @@ class ModelSession:
             self._vad.reset()
 
     def _ms(self, samples: float) -> float:
-        return samples * 1000.0 / self._in_fmt.sample_rate
+        """Session audio time (ms) at sample index ``samples`` of the current input format."""
+        return self._offset_ms + samples * 1000.0 / self._in_fmt.sample_rate
 
     def _on_append(self, event: dict[str, Any], client_event_id: str | None) -> None:
         audio = event.get("audio")
@@ -442,7 +448,8 @@ class ModelSession:
         width = self._in_fmt.sample_width
         if len(self._buffer) <= _KEEP_BUFFER_MS * self._in_fmt.bytes_per_ms:
             return
-        keep_samples = self._in_fmt.sample_rate * _KEPT_TAIL_MS // 1000
+        padding_ms = self._vad_params.prefix_padding_ms if self._vad_params else 0
+        keep_samples = self._in_fmt.sample_rate * max(_KEPT_TAIL_MS, padding_ms + 100) // 1000
         drop_samples = max(0, len(self._buffer) // width - keep_samples)
         del self._buffer[: drop_samples * width]
         self._buffer_start += drop_samples
@@ -452,9 +459,8 @@ class ModelSession:
         onset_ms = self._ms(sample)
         start_ms = max(self._ms(self._buffer_start), onset_ms - self._vad_params.prefix_padding_ms)
         start_ms = max(0.0, start_ms)
-        self._speech_start = max(
-            self._buffer_start, round(start_ms * self._in_fmt.sample_rate / 1000.0)
-        )
+        start_sample = round((start_ms - self._offset_ms) * self._in_fmt.sample_rate / 1000.0)
+        self._speech_start = max(self._buffer_start, start_sample)
         self._speech_item = new_id("item_")
         self._stats.speech_turns += 1
         self._emit(
@@ -1125,7 +1131,6 @@ class ModelSession:
                 }
             )
             yield Step(0.0)
-        response.args_done = True
         self._emit(
             {
                 "type": "response.function_call_arguments.done",

@@ -77,18 +77,35 @@ class _Handshake:
 
 
 class _SimConnection(ServerConnection):
-    """A server connection that can go silent: while ``muted`` even pongs are dropped."""
+    """A server connection that can go silent: while muted, even pongs are held back."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.muted = False
         self.handshake_info: _Handshake | None = None
+        self._held: list[bytes] = []
 
     def send_data(self) -> None:
-        if self.muted:
-            self.protocol.data_to_send()  # a stalled server answers nothing, not even pings
+        if self.muted:  # a frozen server answers pings (and closes) late, not never
+            self._held.extend(self.protocol.data_to_send())
             return
         super().send_data()
+
+    def mute(self) -> None:
+        """Stop writing anything to the socket."""
+        self.muted = True
+
+    def unmute(self) -> None:
+        """Write what was held back (pongs, a close frame), then carry on."""
+        self.muted = False
+        held, self._held = self._held, []
+        if self.transport.is_closing():
+            return
+        for data in held:
+            if data:
+                self.transport.write(data)
+            elif self.transport.can_write_eof():
+                self.transport.write_eof()
 
 
 def _select_subprotocol(connection: ServerConnection, offered: Any) -> Subprotocol | None:
@@ -297,10 +314,11 @@ class Simulator:
             "openai-beta.realtime-v1" in offered
         )
         info = _Handshake(number, dialect, model, url.path, refuse_beta=beta and dialect == GA)
+        for spec in self.faults.take(Phase.CONNECT, kind=FaultKind.REJECT):
+            self.fault_fired(spec, number, dialect)
+            return self._refuse(number, spec.status, f"Simulated refusal ({spec}).", None)
         for spec in self.faults.take(Phase.CONNECT):
             self.fault_fired(spec, number, dialect)
-            if spec.kind is FaultKind.REJECT:
-                return self._refuse(number, spec.status, f"Simulated refusal ({spec}).", None)
             if spec.kind is FaultKind.TCP_CLOSE:
                 connection.transport.abort()
                 return _http_error(500, "simulated TCP close")
@@ -397,6 +415,8 @@ class _Connection:
             journal.note(self.number, self.dialect, {"open": self.info.path})
         writer = asyncio.create_task(self._write_loop())
         pacer = asyncio.create_task(self._pace_loop())
+        for task in (writer, pacer):
+            task.add_done_callback(self._task_done)
         expiry = self._loop.call_later(self.sim.config.expire_after_s, self._expire)
         try:
             if self.info.refuse_beta:
@@ -422,7 +442,7 @@ class _Connection:
                 await asyncio.gather(pacer, writer, return_exceptions=True)
             self.log.info(
                 "sim.connection.closed",
-                code=self.ws.close_code,
+                code=None if self.ws.close_code is None else int(self.ws.close_code),
                 reason=self.ws.close_reason,
                 seconds=round(time.monotonic() - self._opened, 3),
                 responses=self._responses,
@@ -434,6 +454,13 @@ class _Connection:
                     self.dialect,
                     {"close": self.ws.close_code, "reason": self.ws.close_reason},
                 )
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A writer or pacer that dies of a bug takes the connection down, loudly."""
+        if task.cancelled() or task.exception() is None:
+            return
+        self.log.error("sim.connection.failed", exc_info=task.exception())
+        self.ws.transport.abort()
 
     async def _read_loop(self) -> None:
         journal = self.sim.journal
@@ -600,11 +627,12 @@ class _Connection:
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
-        self.ws.muted = False
+        if self.ws.muted:
+            self.ws.unmute()
         self._unstalled.set()
 
     def _start_stall(self, seconds: float) -> None:
-        self.ws.muted = True
+        self.ws.mute()
         self._unstalled.clear()
         if not math.isinf(seconds):
             self._stall_timer = self._loop.call_later(seconds, self.end_stall)
