@@ -40,10 +40,10 @@ from bridge.tools import ToolContext, run_tool
 from sessions import events as ev
 from sessions.connection import ConnectionOptions
 from sessions.endpoint import Endpoint
-from sessions.errors import BridgeError, ErrorKind, RealtimeConnectionError
+from sessions.errors import BridgeError, ErrorKind, SessionFailed
 from sessions.events import ServerEvent
 from sessions.protocol import OutboundFrame
-from sessions.supervisor import SessionSupervisor
+from sessions.supervisor import ContinuityOptions, SessionSupervisor
 from sessions.usage import PriceTable
 
 log = structlog.get_logger("bridge.call")
@@ -63,6 +63,7 @@ class CallOptions:
     stream_channels: int = 1
     linked_identity: str | None = None
     connection: ConnectionOptions = ConnectionOptions()
+    continuity: ContinuityOptions = ContinuityOptions()
 
 
 class Call:
@@ -110,12 +111,15 @@ class Call:
             handler=self.on_event,
             chunk_ms=profile.chunk_ms,
             options=options.connection,
+            continuity=options.continuity,
             prices=prices,
             clock=clock,
         )
         self.latency = InputLatency(self._record_input_latency)
         self.timeline = CallerTimeline()
         self.session.on_audio_sent = self._on_audio_sent
+        self.session.on_reconnect = self._on_reconnect
+        self.session.turn_busy = lambda: self.busy
         self.input = RoomInput(
             sink=self._on_caller_audio,
             mode=profile.input_mode,
@@ -198,10 +202,18 @@ class Call:
     async def _run_session(self) -> None:
         try:
             await self.session.run()
-        except RealtimeConnectionError as exc:
-            self.end(f"the Realtime API connection ended: {exc}", failed=True)
+        except SessionFailed as exc:
+            self.end(f"the Realtime session failed: {exc}", failed=True)
             return
         self.end("the Realtime session ended")
+
+    def _on_reconnect(self, reason: str) -> None:
+        if reason == "rollover":
+            self.record.rollovers += 1
+        else:
+            self.record.reconnects += 1
+        if self.metrics is not None:
+            self.metrics.reconnects.labels(reason).inc()
 
     def end(self, reason: str, *, failed: bool = False) -> None:
         """Ask the call to end (idempotent); :meth:`wait` returns ``reason``."""

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -50,7 +51,8 @@ class ConnectionOptions:
     ping_interval: float | None = 10.0
     ping_timeout: float | None = 10.0
     close_timeout: float = 2.0
-    max_queued_audio: int = 50  # appends (1 s at 20 ms) before the oldest is dropped
+    max_queued_audio: int = 1500  # appends held at most (30 s at 20 ms), for memory
+    max_audio_age_s: float = 2.0  # an append waiting longer means the socket can't keep up
     user_agent: str = "realtime-bridge"
 
 
@@ -63,11 +65,12 @@ class Connection:
         self._ws = ws
         self.endpoint = endpoint
         self.options = options
-        self.queue = OutboundQueue(options.max_queued_audio)
+        self.queue = OutboundQueue(options.max_queued_audio, options.max_audio_age_s)
         #: Called after each frame has been written to the socket (latency accounting).
         self.on_sent: Callable[[OutboundFrame], None] | None = None
         self.frames_sent = 0
         self.samples_sent = 0
+        self.last_sent_at: float | None = None  # monotonic time of the last audio append sent
         self._writer = asyncio.get_running_loop().create_task(self._write(), name="realtime-writer")
         self._closed: ConnectionClosed | None = None
 
@@ -133,7 +136,9 @@ class Connection:
                 frame = await queue.get()
                 await ws.send(frame.data, text=True)
                 self.frames_sent += 1
-                self.samples_sent += frame.samples
+                if frame.samples:
+                    self.samples_sent += frame.samples
+                    self.last_sent_at = time.monotonic()
                 if self.on_sent is not None:
                     self.on_sent(frame)
         except websockets.ConnectionClosed as exc:

@@ -16,6 +16,7 @@ imports nothing from the project, so every package (``resampling``, ``sessions``
     ├── InvalidState             our own code called something at the wrong time (a bug)
     ├── UpstreamError            an ``error`` event from the Realtime API
     │   └── SessionUpdateRejected  the server refused our ``session.update``
+    ├── SessionFailed            the conversation cannot go on (fatal error, outage too long)
     └── RealtimeConnectionError  the socket to the Realtime API could not be used
         ├── ConnectTimeout       no handshake within the connect timeout
         ├── HandshakeRejected    HTTP status instead of a WebSocket (401/403: a fatal auth error)
@@ -166,6 +167,18 @@ class UpstreamError(BridgeError):
 
 class SessionUpdateRejected(UpstreamError):
     """The server refused our ``session.update``; nothing of it was applied."""
+
+
+class SessionFailed(BridgeError):
+    """The conversation cannot go on: a fatal error, or no socket for too long."""
+
+    def __init__(self, reason: str, *, fatal: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.fatal = fatal
+
+    def __str__(self) -> str:
+        return self.reason
 
 
 class RealtimeConnectionError(BridgeError):

@@ -77,6 +77,7 @@ class RealtimeSession:
         self.responses = 0
         self.connection: Connection | None = None
         self.connected_at: float | None = None
+        self.last_frame_at = clock()  # when the server last sent anything
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -120,6 +121,7 @@ class RealtimeSession:
     async def _read_events(self) -> list[ServerEvent]:
         connection = self._require_connection()
         frame = await connection.recv()
+        self.last_frame_at = self.clock()
         if isinstance(frame, str):
             self.protocol.receive_text(frame)
         else:

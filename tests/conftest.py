@@ -76,8 +76,16 @@ async def simulator(realtime_schema: SchemaGuard) -> AsyncIterator[SimulatorFact
     """Start in-process simulators (``SimulatorConfig`` keywords, or ``config=``)."""
     started: list[Simulator] = []
 
-    async def start(config: SimulatorConfig | None = None, **options: Any) -> Simulator:
-        sim = Simulator(config or SimulatorConfig(**options), host="127.0.0.1", port=0)
+    async def start(
+        config: SimulatorConfig | None = None,
+        *,
+        journal: Path | None = None,
+        port: int = 0,
+        **options: Any,
+    ) -> Simulator:
+        sim = Simulator(
+            config or SimulatorConfig(**options), host="127.0.0.1", port=port, journal=journal
+        )
         await sim.start()
         started.append(sim)
         return sim

@@ -49,6 +49,18 @@ async def test_get_waits_for_a_frame() -> None:
     assert (await getter).data == b"c1"
 
 
+def test_audio_waiting_too_long_is_dropped_but_a_burst_is_kept() -> None:
+    now = [0.0]
+    q = OutboundQueue(max_audio=100, max_audio_age_s=2.0, clock=lambda: now[0])
+    for n in range(50):  # a backlog queued at once: none of it is late
+        q.put(audio(n))
+    assert q.dropped_frames == 0
+    now[0] = 2.5  # the socket did not drain for 2.5 s: the old appends go
+    q.put(audio(50))
+    assert q.dropped_frames == 50 and q.queued_audio == 1
+    assert [f.data for f in q.take_all()] == [b"a50"]
+
+
 def test_take_all_empties_the_queue() -> None:
     q = OutboundQueue(max_audio=4)
     q.put(audio(1))

@@ -72,7 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="inject a fault: KIND[:ARG][@PHASE][*COUNT]; repeatable (sessions.simulator.faults)",
     )
     parser.add_argument(
-        "--api-key", default=None, metavar="KEY", help="accept only this key (default: any key)"
+        "--api-key",
+        default=None,
+        metavar="KEY",
+        help="accept only this key (default: any key, or none)",
     )
     parser.add_argument(
         "--journal",

@@ -35,7 +35,8 @@ class SimulatorConfig:
     first output event, i.e. the model's time to first token."""
     faults: tuple[FaultSpec, ...] = ()
     api_key: str | None = field(default=None, repr=False)
-    """When set, any other key is refused with HTTP 401; otherwise any key is accepted."""
+    """When set, any other key (or none) is refused with HTTP 401; otherwise any key, or no
+    key at all, is accepted (the real API refuses a missing key; a local server need not)."""
     rate_limit_tokens: int = 40_000
     """The ``tokens`` limit reported in ``rate_limits.updated``."""
 

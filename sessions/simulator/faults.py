@@ -26,7 +26,8 @@ PHASE: ``connect`` (during the handshake, before ``session.created``), ``any`` (
 opportunity once the socket is open: right after ``session.created``; the default),
 ``idle`` (after a ``session.updated`` while nothing happens, or at the first append after
 it), ``caller_speaking`` (right after ``speech_started``), ``agent_speaking`` (right after
-the first audio delta of a response).
+the first audio delta of a response), ``after_reply`` (at the first append while nothing
+happens after a response completed: "between turns, once the agent has answered").
 
 COUNT: how many times the fault fires over the simulator's life, across connections:
 default 1; ``*0`` or ``*inf`` means every time the phase comes round.
@@ -65,6 +66,7 @@ class Phase(StrEnum):
     IDLE = "idle"
     CALLER_SPEAKING = "caller_speaking"
     AGENT_SPEAKING = "agent_speaking"
+    AFTER_REPLY = "after_reply"
 
 
 _NO_ARG = {FaultKind.DROP, FaultKind.TCP_CLOSE, FaultKind.EXPIRE, FaultKind.ODD_DELTAS}

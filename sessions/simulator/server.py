@@ -294,7 +294,7 @@ class Simulator:
         for protocol in offered:
             if protocol.startswith("openai-insecure-api-key."):
                 key = key or protocol.removeprefix("openai-insecure-api-key.")
-        if not key:
+        if not key and self.config.api_key is not None:
             return self._refuse(
                 number,
                 401,
@@ -306,7 +306,7 @@ class Simulator:
             return self._refuse(
                 number,
                 401,
-                f"Incorrect API key provided: {_mask(key)}. You can find your API key at"
+                f"Incorrect API key provided: {_mask(key or "")}. You can find your API key at"
                 " https://platform.openai.com/account/api-keys.",
                 "invalid_api_key",
             )
@@ -393,6 +393,7 @@ class _Connection:
         self._odd_deltas = False
         self._audio_deltas = 0
         self._idle_armed = False
+        self._reply_armed = False  # a reply completed: after_reply fires when next idle
         self._closing = False
         self._in_close = False
         self._opened = time.monotonic()
@@ -517,6 +518,9 @@ class _Connection:
                 if self._idle_armed:
                     self._idle_armed = False
                     self._checkpoint(Phase.IDLE)
+                if self._reply_armed:
+                    self._reply_armed = False
+                    self._checkpoint(Phase.AFTER_REPLY)
             elif isinstance(note, ItemCreated):
                 self._items[note.item_type] += 1
                 self.log.info(
@@ -540,6 +544,8 @@ class _Connection:
                 self._queue.put_nowait(_Frame(_dumps(decorated), due, event, "unknown"))
                 return
         self._queue.put_nowait(_Frame(_dumps(event), due, event))
+        if event["type"] == "response.done" and event["response"].get("status") == "completed":
+            self._reply_armed = True
         if self._odd_deltas and event["type"].endswith("audio.delta"):
             self._audio_deltas += 1
             if self._audio_deltas % 5 == 0:
