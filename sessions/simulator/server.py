@@ -306,7 +306,7 @@ class Simulator:
             return self._refuse(
                 number,
                 401,
-                f"Incorrect API key provided: {_mask(key or "")}. You can find your API key at"
+                f"Incorrect API key provided: {_mask(key or '')}. You can find your API key at"
                 " https://platform.openai.com/account/api-keys.",
                 "invalid_api_key",
             )

@@ -1,0 +1,195 @@
+"""``bridge try`` end to end, on the loopback room against the echo simulator.
+
+The bundled caller recording asks a question, then talks over the agent's answer. It is
+played three ways at once (16 kHz mono as shipped, 8 kHz mono like a phone line, 44.1 kHz
+stereo), each through the whole pipeline in real time, sharing one simulator. What the
+listener recorded (OUT, aligned with IN) is then checked against the acceptance criteria:
+the echo of the first question, cut when the caller talks over it; the truncation point
+matching what was heard; the answer to the correction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soxr
+
+from bridge.profiles import ProfileSet
+from bridge.trial import TrialResult, run_trial
+from bridge.wavfile import Wav, read_wav
+from sessions.endpoint import Endpoint
+from sessions.simulator import Simulator, SimulatorConfig, add_observer, remove_observer
+from tests.realtime_schema import check_event
+from tests.simclient import ncc
+
+RATE = 24_000
+DEMO = Path(str(resources.files("bridge").joinpath("assets/demo_caller.wav")))
+
+
+def variants() -> dict[str, Wav]:
+    wav = read_wav(DEMO)
+    x = wav.samples.astype(np.float32)
+    phone = soxr.resample(x, wav.rate, 8_000, "VHQ")
+    hifi = soxr.resample(x, wav.rate, 44_100, "VHQ")
+    stereo = np.stack([hifi, hifi * 0.8], axis=1).reshape(-1)
+    as16 = lambda a: np.clip(np.rint(a), -32768, 32767).astype(np.int16)  # noqa: E731
+    return {
+        "16k-mono": wav,
+        "8k-mono": Wav(as16(phone), 8_000, 1),
+        "44k-stereo": Wav(as16(stereo), 44_100, 2),
+    }
+
+
+@dataclass
+class Run:
+    wav: Wav
+    result: TrialResult
+    caller24: np.ndarray  # the caller at 24 kHz mono, aligned with OUT
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.result.summary()
+
+
+def segments(samples: np.ndarray, rate: int, *, threshold: float, gap_ms: int) -> list[tuple]:
+    """(start, end) in seconds of runs above ``threshold`` (abs), merging gaps < gap_ms."""
+    window = rate // 100
+    n = samples.size // window
+    level = np.abs(samples[: n * window].astype(np.int32)).reshape(n, window).max(axis=1)
+    runs: list[list[int]] = []
+    for i, loud in enumerate(level > threshold):
+        if loud and runs and i - runs[-1][1] <= gap_ms // 10:
+            runs[-1][1] = i + 1
+        elif loud:
+            runs.append([i, i + 1])
+    return [(a / 100, b / 100) for a, b in runs]
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, Run]:
+    problems: list[str] = []
+
+    def observe(dialect: str, event: dict[str, Any]) -> None:
+        problems.extend(check_event(dialect, event))
+
+    async def main() -> dict[str, Run]:
+        add_observer(observe)
+        try:
+            async with Simulator(SimulatorConfig(behavior="echo"), host="127.0.0.1", port=0) as sim:
+                endpoint = Endpoint.compatible(sim.url, api_key="k")
+                profile = ProfileSet.builtin().default
+                waves = variants()
+                results = await asyncio.gather(
+                    *(run_trial(w, profile, endpoint) for w in waves.values())
+                )
+        finally:
+            remove_observer(observe)
+        out = {}
+        for (name, wav), result in zip(waves.items(), results, strict=True):
+            mono = wav.mono().astype(np.float32)
+            caller24 = soxr.resample(mono, wav.rate, RATE, "VHQ")
+            out[name] = Run(wav, result, caller24)
+        return out
+
+    result = asyncio.run(main())
+    assert not problems, problems[:5]
+    return result
+
+
+NAMES = ["16k-mono", "8k-mono", "44k-stereo"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_echo_of_the_first_question_is_heard_then_cut(runs: dict[str, Run], name: str) -> None:
+    run = runs[name]
+    out = run.result.output
+    agent = segments(out, RATE, threshold=30, gap_ms=300)
+    caller = segments(run.caller24, RATE, threshold=400, gap_ms=300)
+    assert len(caller) == 2 and len(agent) == 2, (caller, agent)
+    (q_start, q_end), (c_start, c_end) = caller
+    (r1_start, r1_end), (r2_start, r2_end) = agent
+    # The echo of the question starts after the question ends and resembles it.
+    assert q_end < r1_start < q_end + 1.0
+    reply = out[int(r1_start * RATE) : int(r1_end * RATE)].astype(np.float64)
+    question = run.caller24[int(q_start * RATE) : int((q_start + r1_end - r1_start) * RATE)]
+    assert ncc(reply, question) > 0.8
+    # Cut when the caller talks over it: within 300 ms of the caller's voice in OUT.
+    assert c_start < r1_end <= c_start + 0.300, (c_start, r1_end)
+    # The bridge's own part of that stop is a tiny fraction of it.
+    assert run.summary["barge_in_stop_ms"][0] < 50
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_truncation_matches_what_was_heard_and_is_accepted(
+    runs: dict[str, Run], name: str
+) -> None:
+    run = runs[name]
+    summary = run.summary
+    [truncation] = summary["truncations"]
+    (r1_start, r1_end), _ = segments(run.result.output, RATE, threshold=30, gap_ms=300)
+    heard_ms = (r1_end - r1_start) * 1000
+    assert truncation["action"] == "truncate"
+    assert abs(truncation["audio_end_ms"] - heard_ms) <= 40, (truncation, heard_ms)
+    assert summary["errors"] == [] and summary["benign_errors"] == 0  # no refusal
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_correction_is_answered(runs: dict[str, Run], name: str) -> None:
+    run = runs[name]
+    out = run.result.output
+    _, (c_start, c_end) = segments(run.caller24, RATE, threshold=400, gap_ms=300)
+    _, (r2_start, r2_end) = segments(out, RATE, threshold=30, gap_ms=300)
+    assert c_end < r2_start < c_end + 1.0
+    assert abs((r2_end - r2_start) - (c_end - c_start)) < 0.25
+    reply = out[int(r2_start * RATE) : int(r2_end * RATE)].astype(np.float64)
+    correction = run.caller24[int(c_start * RATE) : int(c_end * RATE)]
+    assert ncc(reply, correction) > 0.8
+    summary = run.summary
+    assert summary["responses"] == 2 and summary["interruptions"] == 1
+    assert summary["dropped_frames"] == 0 and summary["underruns"] == 0
+
+
+def test_agent_states_follow_the_conversation(runs: dict[str, Run]) -> None:
+    states = runs["16k-mono"].result.participant.states()
+    assert states == [
+        "initializing",
+        "listening",
+        "thinking",
+        "speaking",
+        "listening",  # the question, its echo cut by the caller
+        "thinking",
+        "speaking",
+        "listening",  # the correction and its answer
+        "idle",  # the call ended
+    ]
+
+
+def test_captions_carry_only_what_was_heard(runs: dict[str, Run]) -> None:
+    run = runs["16k-mono"]
+    room = run.result.participant
+    agent = [s for s in room.streams if s.topic == "lk.transcription" and not s.sender_identity]
+    assert len(agent) == 2
+    first, second = agent
+    for stream in agent:
+        assert stream.closed
+        assert stream.attributes["lk.transcription_final"] == "false"
+        assert stream.final_attributes["lk.transcription_final"] == "true"
+        assert stream.attributes["lk.transcribed_track_id"] == room.publications[0].sid
+        assert stream.attributes["lk.segment_id"].startswith("SG_")
+    assert first.attributes["lk.segment_id"] != second.attributes["lk.segment_id"]
+    lines = [x for x in run.summary["conversation"] if x["who"] == "agent"]
+    full_first, full_second = lines[0]["text"], lines[1]["text"]
+    assert full_first.endswith("[interrupted]")
+    heard = full_first.removesuffix("[interrupted]").strip()
+    assert first.text.strip() == heard and heard  # the cut caption: only the heard words
+    assert second.text.strip() == full_second  # the whole answer was heard
+    finals = [t for t in room.transcriptions if t.segments[0].final]
+    assert [t.segments[0].text.strip() for t in finals] == [heard, full_second]
+    publication = room.publications[0]
+    assert publication.source == 2  # TrackSource.SOURCE_MICROPHONE
