@@ -349,9 +349,13 @@ class Call:
         if handler is not None:
             handler(event)
 
-    def interrupt(self) -> int:
-        """Stop the agent now (barge-in). Returns how many items were cut."""
-        started = self.clock()
+    def interrupt(self, started: float | None = None) -> int:
+        """Stop the agent now (barge-in). Returns how many items were cut.
+
+        ``started``: when the cause arrived (the socket read of ``speech_started``), for the
+        barge-in stop figure.
+        """
+        started = self.clock() if started is None else started
         cut = self.playout.interrupt()
         cleared = self.clock()
         response_id = self.session.active_response_id
@@ -381,7 +385,7 @@ class Call:
     def _on_speech_started(self, event: ev.SpeechStarted) -> None:
         self._caller_speaking = True
         self._speech_start_ms = event.audio_start_ms
-        self.interrupt()
+        self.interrupt(self.session.last_frame_at)
         self.state.set("listening")
 
     def _on_speech_stopped(self, event: ev.SpeechStopped) -> None:
@@ -403,7 +407,7 @@ class Call:
             self.playout.begin_item(event.item.id)
 
     def _on_audio_delta(self, event: ev.AudioDelta) -> None:
-        self.playout.push(event.item_id, event.pcm)
+        self.playout.push(event.item_id, event.pcm, self.session.last_frame_at)
 
     def _on_audio_done(self, event: ev.AudioDone) -> None:
         self.playout.end_item(event.item_id)

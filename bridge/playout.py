@@ -92,8 +92,13 @@ class Playout:
         if item_id not in self._refused:
             self._open_items.add(item_id)
 
-    def push(self, item_id: str, pcm: bytes | NDArray[np.int16]) -> None:
-        """Queue PCM16 for ``item_id``; audio of interrupted items is dropped silently."""
+    def push(
+        self, item_id: str, pcm: bytes | NDArray[np.int16], received: float | None = None
+    ) -> None:
+        """Queue PCM16 for ``item_id`` (``received``: when its delta was read off the socket).
+
+        Audio of interrupted items is dropped silently.
+        """
         if item_id in self._refused:
             return
         samples = pcm if isinstance(pcm, np.ndarray) else np.frombuffer(pcm, dtype=np.int16)
@@ -106,7 +111,7 @@ class Playout:
             if not samples.size:
                 return
         self._open_items.add(item_id)
-        self._buffer.append((item_id, samples, self.clock()))
+        self._buffer.append((item_id, samples, self.clock() if received is None else received))
         self._buffered += samples.size
         self._wake.set()
 

@@ -528,6 +528,11 @@ class SessionSupervisor:
     def active_response_id(self) -> str | None:
         return self._session.protocol.active_response_id if self._session is not None else None
 
+    @property
+    def last_frame_at(self) -> float:
+        """When the current socket last read a frame (the frame being handled, in a handler)."""
+        return self._session.last_frame_at if self._session is not None else self.clock()
+
     def sample_at_ms(self, audio_ms: int) -> int:
         """The global caller-audio sample of ``audio_ms`` on the current socket's timeline."""
         return self.audio_origin + audio_ms * SAMPLES_PER_MS
