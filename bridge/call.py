@@ -30,6 +30,7 @@ from numpy.typing import NDArray
 
 from bridge.captions import AgentCaptions, AgentState, UserCaptions
 from bridge.latency import CallerTimeline, InputLatency
+from bridge.logs import scrub
 from bridge.metrics import BridgeMetrics
 from bridge.playout import SAMPLE_RATE, Playout
 from bridge.profiles import Profile
@@ -244,7 +245,7 @@ class Call:
         self.captions.tick()
         failed = self.record.failed
         if failed:
-            reason = self.record.end_reason
+            reason = scrub(self.record.end_reason)
             self.publish.put(lambda: self.participant.set_attributes({"bridge.error": reason}))
         self.state.set("idle")
         await self.publish.drain()

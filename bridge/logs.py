@@ -15,9 +15,10 @@ from typing import Any, TextIO
 
 import structlog
 
+from sessions.redaction import redact
+
 _SECRETS: set[str] = set()
 _MIN_SECRET_LEN = 6  # shorter values would redact ordinary words
-REDACTED = "[redacted]"
 
 
 def register_secret(value: str | None) -> None:
@@ -27,11 +28,8 @@ def register_secret(value: str | None) -> None:
 
 
 def scrub(text: str) -> str:
-    """``text`` with every registered secret replaced by ``[redacted]``."""
-    for secret in _SECRETS:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
+    """``text`` with every registered secret, and anything key-shaped, replaced."""
+    return redact(text, _SECRETS)
 
 
 def _scrub_value(value: Any) -> Any:
@@ -50,8 +48,6 @@ def redact_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     """structlog processor: drop registered secrets from every field of the record."""
-    if not _SECRETS:
-        return event_dict
     for key, value in event_dict.items():
         event_dict[key] = _scrub_value(value)
     return event_dict

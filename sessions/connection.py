@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,11 +34,11 @@ from sessions.errors import (
 )
 from sessions.outbound import OutboundQueue
 from sessions.protocol import OutboundFrame
+from sessions.redaction import redact
 
 log = structlog.get_logger("sessions.connection")
 
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # a 15 MiB append is 20 MiB of base64
-_KEYLIKE = re.compile(r"\b(?:sk|ek|rk)-[A-Za-z0-9_\-*.]{4,}")
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -172,11 +171,7 @@ class Connection:
 
 
 def _scrub(text: str, endpoint: Endpoint) -> str:
-    for _name, value in endpoint.headers:
-        secret = value.removeprefix("Bearer ")
-        if secret:
-            text = text.replace(secret, "[redacted]")
-    return _KEYLIKE.sub("[redacted]", text)
+    return redact(text, (value.removeprefix("Bearer ") for _name, value in endpoint.headers))
 
 
 def _error_detail(body: bytes | None, endpoint: Endpoint) -> str:

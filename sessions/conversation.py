@@ -47,11 +47,15 @@ class ItemRecord:
         return self.heard_text if self.heard_text is not None else self.text
 
 
-class Conversation:
-    """Items in the order the server reported them."""
+MAX_ITEMS = 4096  # far beyond an hour's call; a hostile or broken server cannot grow it more
 
-    def __init__(self) -> None:
+
+class Conversation:
+    """Items in the order the server reported them (the oldest are forgotten past 4096)."""
+
+    def __init__(self, max_items: int = MAX_ITEMS) -> None:
         self._items: dict[ItemId, ItemRecord] = {}
+        self.max_items = max_items
 
     def __len__(self) -> int:
         return len(self._items)
@@ -72,8 +76,7 @@ class Conversation:
         """Add an item, or refresh what the server now says of it."""
         record = self._items.get(item.id)
         if record is None:
-            record = ItemRecord(id=item.id, type=item.type)
-            self._items[item.id] = record
+            record = self._add(ItemRecord(id=item.id, type=item.type))
         record.role = item.role or record.role
         record.status = item.status or record.status
         record.has_audio = record.has_audio or item.has_audio
@@ -97,7 +100,13 @@ class Conversation:
         """The record for ``item_id``, created if a delta arrives before its item."""
         record = self._items.get(item_id)
         if record is None:
-            record = self._items[item_id] = ItemRecord(id=item_id, type=type, role=role)
+            record = self._add(ItemRecord(id=item_id, type=type, role=role))
+        return record
+
+    def _add(self, record: ItemRecord) -> ItemRecord:
+        self._items[record.id] = record
+        if len(self._items) > self.max_items:
+            del self._items[next(iter(self._items))]
         return record
 
     def remove(self, item_id: str) -> None:

@@ -174,6 +174,8 @@ class Truncation:
 
 MAX_PENDING = 512
 MAX_RECENT = 32
+MAX_TRACKED = 64  # items with a carried odd byte; responses being discarded
+MAX_TEXT = 65_536  # characters of one item's text kept
 
 
 class RealtimeProtocol:
@@ -390,6 +392,8 @@ class RealtimeProtocol:
     def discard_response(self, response_id: str) -> None:
         """Drop further audio and text deltas of ``response_id`` (after a barge-in)."""
         self._discarded.add(response_id)
+        if len(self._discarded) > MAX_TRACKED:
+            self._discarded.pop()
 
     def truncate(self, item_id: str, played_ms: int) -> Truncation:
         """Cut an assistant item to what was played, clamped to the audio received.
@@ -606,6 +610,8 @@ class RealtimeProtocol:
         if len(pcm) & 1:
             self.stats.odd_deltas += 1
             self._odd_byte[item_id] = pcm[-1:]
+            if len(self._odd_byte) > MAX_TRACKED:  # a hostile server cannot grow it
+                del self._odd_byte[next(iter(self._odd_byte))]
             pcm = pcm[:-1]
         if pcm:
             self._events.append(
@@ -627,7 +633,9 @@ class RealtimeProtocol:
             return
         item_id = ItemId(frame["item_id"])
         delta = str(frame["delta"])
-        self.conversation.ensure(item_id).text += delta
+        record = self.conversation.ensure(item_id)
+        if len(record.text) < MAX_TEXT:  # a transcript cannot grow without bound
+            record.text += delta
         self._events.append(
             ev.TranscriptDelta(response_id=ResponseId(response_id), item_id=item_id, delta=delta)
         )

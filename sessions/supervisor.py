@@ -269,7 +269,7 @@ class SessionSupervisor:
             return
         if self._expired or (isinstance(exc, ConnectionClosedOK) and exc.code == 1001):
             reason = "expired"
-        elif self._stalled:
+        elif self._stalled or (exc.code == 1011 and "ping timeout" in exc.reason):
             reason = "stalled"
         else:
             reason = "dropped"
