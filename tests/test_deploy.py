@@ -459,9 +459,8 @@ def test_production_sizing_is_one_marked_place() -> None:
     assert mentions == {"sizing.yaml"}
     text = (overlay / "sizing.yaml").read_text(encoding="utf-8")
     assert "PLACEHOLDER" in text and "bridge bench" in text
-    docs = render("production")
-    assert worker_settings(docs).max_sessions == 24
-    assert cpu_millis(container(docs)["resources"]["limits"]["cpu"]) == 4000
+    # Set explicitly (not the settings default), whatever the benchmark says it should be.
+    assert "BRIDGE_MAX_SESSIONS" in literal_env(render("production"))
 
 
 # ------------------------------------------------------------------ (d) the Dockerfile
