@@ -41,7 +41,14 @@ from bridge.tools import ToolContext, run_tool
 from sessions import events as ev
 from sessions.connection import ConnectionOptions
 from sessions.endpoint import Endpoint
-from sessions.errors import BridgeError, ErrorKind, SessionFailed
+from sessions.errors import (
+    BridgeError,
+    ConnectTimeout,
+    ErrorKind,
+    HandshakeRejected,
+    RealtimeConnectionError,
+    SessionFailed,
+)
 from sessions.events import ServerEvent
 from sessions.protocol import OutboundFrame
 from sessions.supervisor import ContinuityOptions, SessionSupervisor
@@ -173,7 +180,18 @@ class Call:
         self.track_sid = publication.sid
         self._spawn(self.playout.run(), "playout")
         self._spawn(self._caption_loop(), "captions")
-        await self.session.start()
+        try:
+            await self.session.start()
+        except RealtimeConnectionError as exc:
+            if self.metrics is not None:
+                self.metrics.error(
+                    "handshake"
+                    if isinstance(exc, HandshakeRejected)
+                    else "timeout"
+                    if isinstance(exc, ConnectTimeout)
+                    else "connect"
+                )
+            raise
         self._spawn(self._run_session(), "session")
         self.state.set("listening")
         if self.metrics is not None:
@@ -261,7 +279,7 @@ class Call:
         stats = self.playout.stats
         record.output_seconds = stats.captured_samples / SAMPLE_RATE
         record.underruns = stats.underruns
-        record.dropped_frames += self.session.dropped_frames
+        record.dropped_frames = self.session.dropped_frames
         summary = record.summary()
         log.info(
             "call.ended",
@@ -286,6 +304,8 @@ class Call:
             m.cost.labels(self.profile.session.model).inc(record.cost_usd)
             if stats.dropped_samples:
                 m.frames_dropped.labels("out").inc(stats.dropped_samples // 480)
+            if self.session.dropped_frames:
+                m.frames_dropped.labels("in").inc(self.session.dropped_frames)
 
     @property
     def busy(self) -> bool:

@@ -1,7 +1,8 @@
 """The bridge's own HTTP endpoints: Prometheus metrics, liveness and readiness.
 
 ``GET /metrics`` (Prometheus text), ``GET /healthz`` (liveness: 200 while the process runs)
-and ``GET /readyz`` (readiness: 200 while the worker takes calls, 503 once draining starts).
+and ``GET /readyz`` (readiness: 200 once the worker is registered with LiveKit and takes
+calls; 503 before that and from the start of a drain).
 LiveKit's worker keeps its own health server (``/`` and ``/worker``, port 8081); this one
 adds what Kubernetes probes and Prometheus need.
 """
@@ -20,10 +21,18 @@ from bridge.metrics import BridgeMetrics
 
 @dataclass(slots=True)
 class Readiness:
+    """Ready once the worker registered with LiveKit; not ready again from drain on."""
+
     ready: bool = True
     reason: str = ""
+    draining: bool = False
+
+    def mark_ready(self) -> None:
+        if not self.draining:
+            self.ready, self.reason = True, ""
 
     def drain(self, reason: str = "draining") -> None:
+        self.draining = True
         self.ready = False
         self.reason = reason
 

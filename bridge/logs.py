@@ -75,14 +75,20 @@ def configure_logging(*, json: bool, level: str = "info", stream: TextIO | None 
         logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # Libraries that log through the stdlib (livekit, websockets) go to the same stream.
+    # Libraries that log through the stdlib (livekit, websockets) go to the same stream, in
+    # the same format (one JSON object per line in production), scrubbed the same way.
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(_ScrubbingFormatter("%(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(
+        _ScrubbingFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(max(numeric, logging.INFO) if numeric < logging.INFO else numeric)
+    root.setLevel(max(numeric, logging.INFO))  # libraries stay at info unless asked per logger
 
 
-class _ScrubbingFormatter(logging.Formatter):
+class _ScrubbingFormatter(structlog.stdlib.ProcessorFormatter):
     def format(self, record: logging.LogRecord) -> str:
         return scrub(super().format(record))

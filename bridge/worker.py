@@ -122,7 +122,8 @@ async def run_worker(settings: WorkerSettings, livekit: LiveKitSettings, *, dev:
         profiles=profiles, metrics=metrics, prices=price_table(), registry=REGISTRY
     )
     server, _gate = build_server(settings, livekit, shared, dev=dev)
-    readiness = Readiness()
+    readiness = Readiness(ready=False, reason="registering with LiveKit")
+    server.on("worker_registered", lambda *_args: readiness.mark_ready())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = 0

@@ -6,8 +6,10 @@ caller's recent audio (:class:`~sessions.audio_log.AudioRing`) and the current
 socket reach ``handler`` synchronously. Across sockets:
 
 - **Rollover before expiry.** From ``session.created``'s ``expires_at`` (or
-  ``max_session_s``), with a margin, at a turn boundary (no response in flight, caller not
-  speaking, the bridge not busy): a new socket is opened and configured with the same
+  ``max_session_s``), with a margin (15 % of the lifetime, at most ``rollover_margin_s``),
+  at a turn boundary (no response in flight, caller not speaking, the bridge not busy; in
+  the last third of the margin, a reply still playing out no longer holds it back): a new
+  socket is opened and configured with the same
   ``session.update`` and the conversation is replayed into it (``sessions.replay``) while the
   old one keeps carrying the call; then, in one synchronous step, caller audio switches to
   the new socket, starting with the last ``tail_ms`` of it re-sent (so an onset of speech
@@ -144,6 +146,7 @@ class SessionSupervisor:
         self._usage = Usage()
         self._cost = 0.0
         self._responses = 0
+        self._dropped = 0  # caller appends dropped on sockets that are gone
         self._tasks: set[asyncio.Task[Any]] = set()
         self._finished: asyncio.Future[None] | None = None
         self._closing = False
@@ -278,6 +281,9 @@ class SessionSupervisor:
 
     def _absorb(self, session: RealtimeSession) -> None:
         """Keep a socket's usage figures when it goes away."""
+        if session.connection is not None:
+            self._dropped += session.connection.queue.dropped_frames
+            session.connection.queue.dropped_frames = 0
         self._usage = self._usage + session.usage
         self._cost += session.cost_usd
         self._responses += session.responses
@@ -379,37 +385,46 @@ class SessionSupervisor:
 
     # ------------------------------------------------------------------ rollover
 
-    def _rollover_at(self, session: RealtimeSession) -> float | None:
-        """Monotonic time to start looking for a turn boundary, or None (never)."""
-        started = session.connected_at or self.clock()
-        deadlines = []
+    def _rollover_window(self, session: RealtimeSession) -> tuple[float, float] | None:
+        """(start looking for a boundary, accept a looser one from) in monotonic time."""
+        now = self.clock()
+        started = session.connected_at or now
+        deadline: float | None = None
         if session.expires_at is not None:
-            lifetime = session.expires_at - time.time()
-            margin = min(self.continuity.rollover_margin_s, max(lifetime * 0.1, 2.0))
-            if lifetime - margin < 1.0:
-                margin = lifetime / 2
-            deadlines.append(self.clock() + lifetime - margin)
+            deadline = now + session.expires_at - time.time()
         if self.continuity.max_session_s is not None:
-            deadlines.append(started + self.continuity.max_session_s)
-        return min(deadlines) if deadlines else None
+            cap = started + self.continuity.max_session_s
+            deadline = cap if deadline is None else min(deadline, cap)
+        if deadline is None:
+            return None
+        lifetime = deadline - started
+        margin = min(self.continuity.rollover_margin_s, max(lifetime * 0.15, 2.0))
+        if lifetime - margin < 1.0:
+            margin = lifetime / 2
+        return deadline - margin, deadline - margin / 3
 
-    def _at_boundary(self, session: RealtimeSession) -> bool:
-        return not (
+    def _at_boundary(self, session: RealtimeSession, *, strict: bool = True) -> bool:
+        """Between turns: no response in flight, the caller silent; ``strict`` also waits
+        for the bridge (the reply played out). Near expiry a loose boundary will do: a reply
+        still playing out is replayed as text and plays on."""
+        server_busy = (
             session.protocol.response_active
             or session.protocol.create_held
             or self._caller_speaking
-            or self.turn_busy()
         )
+        return not server_busy and not (strict and self.turn_busy())
 
     async def _rollover(self, session: RealtimeSession) -> None:
-        when = self._rollover_at(session)
-        if when is None:
+        window = self._rollover_window(session)
+        if window is None:
             return
-        await asyncio.sleep(max(when - self.clock(), 0.0))
+        start, loosen = window
+        await asyncio.sleep(max(start - self.clock(), 0.0))
         while session is self._session and not self._closing:
-            if self._at_boundary(session):
+            strict = self.clock() < loosen
+            if self._at_boundary(session, strict=strict):
                 try:
-                    await self._switch(session)
+                    await self._switch(session, strict=strict)
                     return
                 except _NotNow:
                     pass
@@ -420,7 +435,7 @@ class SessionSupervisor:
                     await asyncio.sleep(1.0)
             await asyncio.sleep(0.05)
 
-    async def _switch(self, old: RealtimeSession) -> None:
+    async def _switch(self, old: RealtimeSession, *, strict: bool = True) -> None:
         started = self.clock()
         items_before = len(self.conversation)
         new = await self._open()
@@ -431,8 +446,8 @@ class SessionSupervisor:
             raise
         if (
             old is not self._session
-            or not self._at_boundary(old)
-            or (len(self.conversation) != items_before)
+            or not self._at_boundary(old, strict=strict)
+            or len(self.conversation) != items_before
         ):
             await new.close(1000, "rollover postponed")
             raise _NotNow
@@ -516,9 +531,9 @@ class SessionSupervisor:
 
     @property
     def dropped_frames(self) -> int:
-        """Caller audio appends dropped because a socket could not keep up."""
+        """Caller audio appends dropped because a socket could not keep up (all sockets)."""
         connection = self._session.connection if self._session is not None else None
-        return connection.queue.dropped_frames if connection is not None else 0
+        return self._dropped + (connection.queue.dropped_frames if connection is not None else 0)
 
     @property
     def response_active(self) -> bool:
