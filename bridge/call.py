@@ -148,11 +148,9 @@ class Call:
         self._turn_event: float | None = None  # when speech_stopped was received
         self._caller_speaking = False
         self._speech_start_ms = 0
-        self._responding: set[str] = set()  # response ids whose audio we play
         self._handlers: dict[type, Callable[[ServerEvent], None]] = {
             ev.SpeechStarted: self._on_speech_started,  # type: ignore[dict-item]
             ev.SpeechStopped: self._on_speech_stopped,  # type: ignore[dict-item]
-            ev.ResponseCreated: self._on_response_created,  # type: ignore[dict-item]
             ev.OutputItemAdded: self._on_output_item,  # type: ignore[dict-item]
             ev.AudioDelta: self._on_audio_delta,  # type: ignore[dict-item]
             ev.AudioDone: self._on_audio_done,  # type: ignore[dict-item]
@@ -400,7 +398,6 @@ class Call:
             if self.metrics is not None:
                 self.metrics.interruptions.inc()
                 self.metrics.barge_in_stop.observe(cleared - started)
-        self._responding.clear()
         return len(cut)
 
     def _on_speech_started(self, event: ev.SpeechStarted) -> None:
@@ -419,9 +416,6 @@ class Call:
             seconds = max(event.audio_end_ms - self._speech_start_ms, 0) / 1000
             self.record.say(now, "caller", f"(speech, {seconds:.1f} s)")
         self.state.set("thinking")
-
-    def _on_response_created(self, event: ev.ResponseCreated) -> None:
-        self._responding.add(event.response_id)
 
     def _on_output_item(self, event: ev.OutputItemAdded) -> None:
         if event.item.type == "message" and self.profile.session.output_modalities == ("audio",):
@@ -445,7 +439,6 @@ class Call:
 
     def _on_response_done(self, event: ev.ResponseDone) -> None:
         self.record.responses += 1
-        self._responding.discard(event.response_id)
         for item in event.output:
             self.playout.end_item(item.id)
             self.captions.end(item.id, item.text or None)

