@@ -43,7 +43,7 @@ class CallRegistry:
         waits = [asyncio.ensure_future(call.wait()) for call in self.calls]
         if waits:
             await asyncio.wait(waits, timeout=limit)
-        remaining = [c for c in self.calls if c.record.ended_at is None]
+        remaining = [c for c in self.calls if not c.ended]
         for call in remaining:
             call.end("the bridge is shutting down (drain limit reached)")
         for wait in waits:

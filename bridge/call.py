@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -140,6 +141,8 @@ class Call:
         self.input.on_empty = self._on_room_empty
         self.input.on_return = self._on_room_back
         self.tool_context = ToolContext()
+        self.call_id = f"call_{uuid.uuid4().hex[:12]}"
+        self._counted = False  # bridge_sessions_active was incremented for this call
         self._ended: asyncio.Future[str] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._grace: asyncio.TimerHandle | None = None
@@ -170,6 +173,8 @@ class Call:
         """Publish the agent's track, connect and configure the session, start listening."""
         loop = asyncio.get_running_loop()
         self._ended = loop.create_future()
+        # Bound once for the call: every record of it (and of the tasks it starts) has them.
+        structlog.contextvars.bind_contextvars(call=self.call_id)
         self.publish.start()
         self.state.set("initializing")
         publication = await self.participant.publish_track(
@@ -190,10 +195,14 @@ class Call:
                     else "connect"
                 )
             raise
+        live = self.session.session
+        if live is not None:
+            structlog.contextvars.bind_contextvars(session=live.protocol.session.get("id"))
         self._spawn(self._run_session(), "session")
         self.state.set("listening")
         if self.metrics is not None:
             self.metrics.sessions_active.inc()
+            self._counted = True
         log.info(
             "call.started",
             profile=self.profile.name,
@@ -239,6 +248,11 @@ class Call:
             self.record.failed = failed
             log.info("call.ending", reason=reason, failed=failed)
             self._ended.set_result(reason)
+
+    @property
+    def ended(self) -> bool:
+        """:meth:`end` was called (the call may still be closing)."""
+        return self._ended is not None and self._ended.done()
 
     async def wait(self) -> str:
         """Until the call ends; returns why."""
@@ -293,7 +307,8 @@ class Call:
         )
         m = self.metrics
         if m is not None:
-            m.sessions_active.dec()
+            if self._counted:
+                m.sessions_active.dec()
             m.sessions.labels("failed" if failed else "ok").inc()
             m.audio_seconds.labels("in").inc(record.input_seconds)
             m.audio_seconds.labels("out").inc(record.output_seconds)

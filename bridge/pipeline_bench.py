@@ -30,7 +30,7 @@ import numpy as np
 import soxr
 
 from bridge.profiles import ProfileSet
-from bridge.records import percentiles
+from bridge.records import Window, percentiles
 from bridge.trial import run_trial
 from bridge.wavfile import Wav, read_wav
 from resampling.modes import default_mode
@@ -49,9 +49,7 @@ def _caller(rate: int) -> Wav:
 async def _run(chunk_ms: int, rounds: int, rate: int) -> dict[str, Any]:
     from sessions.simulator import Behavior, Simulator, SimulatorConfig
 
-    waiting: list[float] = []
-    processing: list[float] = []
-    out: list[float] = []
+    waiting, processing, out = Window(), Window(), Window()
     stops: list[float] = []
     profile = replace(ProfileSet.builtin().default, chunk_ms=chunk_ms)
     wav = _caller(rate)
@@ -67,7 +65,7 @@ async def _run(chunk_ms: int, rounds: int, rate: int) -> dict[str, Any]:
         "chunk_ms": chunk_ms,
         "waiting": percentiles(waiting),
         "processing": percentiles(processing),
-        "total": percentiles([w + p for w, p in zip(waiting, processing, strict=True)]),
+        "total": percentiles(waiting.array() + processing.array()),
         "out": percentiles(out),
         "barge_in": percentiles(stops),
     }

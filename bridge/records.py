@@ -1,18 +1,52 @@
 """What happened in one call: counts, latencies, truncations, the conversation as text.
 
 The ``bridge try --json`` summary, the session-end log record and the benchmark all read it.
-Latencies are kept per event (a few thousand floats per call at most) so percentiles can be
-computed exactly afterwards.
+Per-turn figures are kept whole; per-frame latencies (100 a second) are kept in fixed-size
+windows of the most recent 60,000 (10 minutes), so an hours-long call holds a constant few
+hundred kilobytes of them and percentiles are exact over that window.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from sessions.usage import Usage
+
+
+class Window:
+    """The most recent ``capacity`` values, in a preallocated array (no per-value objects)."""
+
+    def __init__(self, capacity: int = 60_000) -> None:
+        self._values = np.zeros(capacity, dtype=np.float64)
+        self._count = 0
+
+    def append(self, value: float) -> None:
+        self._values[self._count % self._values.size] = value
+        self._count += 1
+
+    def __len__(self) -> int:
+        return min(self._count, self._values.size)
+
+    def __iter__(self) -> Iterator[float]:
+        return iter(self.array().tolist())
+
+    def __iadd__(self, values: Iterable[float]) -> Window:
+        for value in values:
+            self.append(value)
+        return self
+
+    def array(self) -> NDArray[np.float64]:
+        """The values held, oldest first."""
+        size = self._values.size
+        if self._count <= size:
+            return self._values[: self._count].copy()
+        start = self._count % size
+        return np.concatenate((self._values[start:], self._values[:start]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +79,9 @@ class CallRecord:
     voice_to_voice_ms: list[float] = field(default_factory=list)
     response_latency_ms: list[float] = field(default_factory=list)
     barge_in_stop_ms: list[float] = field(default_factory=list)
-    out_latency_ms: list[float] = field(default_factory=list)
-    in_waiting_ms: list[float] = field(default_factory=list)
-    in_processing_ms: list[float] = field(default_factory=list)
+    out_latency_ms: Window = field(default_factory=Window)
+    in_waiting_ms: Window = field(default_factory=Window)
+    in_processing_ms: Window = field(default_factory=Window)
     errors: list[dict[str, str]] = field(default_factory=list)
     benign_errors: int = 0
     reconnects: int = 0
@@ -89,9 +123,7 @@ class CallRecord:
             "in_latency_ms": {
                 "waiting": percentiles(self.in_waiting_ms),
                 "processing": percentiles(self.in_processing_ms),
-                "total": percentiles(
-                    [w + p for w, p in zip(self.in_waiting_ms, self.in_processing_ms, strict=True)]
-                ),
+                "total": percentiles(self.in_waiting_ms.array() + self.in_processing_ms.array()),
             },
             "input_seconds": round(self.input_seconds, 3),
             "output_seconds": round(self.output_seconds, 3),
@@ -107,11 +139,15 @@ class CallRecord:
         }
 
 
-def percentiles(values: list[float]) -> dict[str, float | None]:
+def percentiles(values: Iterable[float] | NDArray[np.float64]) -> dict[str, float | None]:
     """p50/p99/max of ``values`` in the same unit (``None`` when empty)."""
-    if not values:
+    if isinstance(values, Window):
+        values = values.array()
+    array = np.asarray(
+        list(values) if not isinstance(values, np.ndarray) else values, dtype=np.float64
+    )
+    if not array.size:
         return {"p50": None, "p99": None, "max": None, "n": 0}
-    array = np.asarray(values, dtype=np.float64)
     return {
         "p50": round(float(np.percentile(array, 50)), 3),
         "p99": round(float(np.percentile(array, 99)), 3),

@@ -37,6 +37,7 @@ OUTPUT_RATE = 24_000
 class TrialOptions:
     tail_s: float = 1.5  # quiet time after the last reply before the run stops
     max_extra_s: float = 60.0  # longest the run goes on after the recording ends
+    keep_output: bool = True  # record what the listener hears (False: count it only)
     call: CallOptions = field(default_factory=CallOptions)
 
 
@@ -72,7 +73,9 @@ async def run_trial(
     call_options = replace(options.call, stream_rate=wav.rate, stream_channels=wav.channels)
     participant = LoopbackParticipant()
     listeners: list[Listener] = []
-    participant.on_track = lambda track: listeners.append(Listener(track, OUTPUT_RATE))
+    participant.on_track = lambda track: listeners.append(
+        Listener(track, OUTPUT_RATE, keep=options.keep_output)
+    )
     call = Call(
         participant, profile, endpoint, options=call_options, metrics=metrics, prices=prices
     )

@@ -1,0 +1,140 @@
+"""Operating the bridge: the session-end record, drain, readiness and liveness."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from importlib import resources
+from pathlib import Path
+
+import structlog
+
+from bridge.agent import CallRegistry
+from bridge.call import Call
+from bridge.logs import configure_logging
+from bridge.loopback import LoopbackParticipant
+from bridge.profiles import ProfileSet
+from bridge.trial import run_trial
+from bridge.wavfile import Wav, read_wav
+from sessions.endpoint import Endpoint
+from tests.conftest import REPO_ROOT
+
+
+def question() -> Wav:
+    demo = read_wav(Path(str(resources.files("bridge").joinpath("assets/demo_caller.wav"))))
+    return Wav(demo.samples[: 6 * demo.rate], demo.rate, demo.channels)
+
+
+async def test_the_session_end_record_carries_the_figures(simulator) -> None:
+    stream = io.StringIO()
+    configure_logging(json=True, level="info", stream=stream)
+    try:
+        sim = await simulator(behavior="echo")
+        await run_trial(
+            question(), ProfileSet.builtin().default, Endpoint.compatible(sim.url, api_key="k")
+        )
+    finally:
+        structlog.reset_defaults()
+    records = [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+    [started] = [r for r in records if r.get("event") == "call.started"]
+    [ended] = [r for r in records if r.get("event") == "call.ended"]
+    for key in (
+        "duration_s",
+        "turns",
+        "responses",
+        "interruptions",
+        "reconnects",
+        "tokens",
+        "cost_usd",
+        "reason",
+    ):
+        assert key in ended, key
+    assert ended["turns"] == 1 and ended["responses"] == 1 and ended["cost_usd"] > 0
+    assert ended["tokens"]["audio_out"] > 0
+    # bound once per call: every record of the call carries the same ids
+    assert ended["call"] == started["call"] and ended["call"].startswith("call_")
+    assert ended["session"].startswith("sess_")
+
+
+async def test_drain_ends_the_remaining_calls_cleanly_within_the_limit(simulator) -> None:
+    sim = await simulator(behavior="echo")
+    endpoint = Endpoint.compatible(sim.url, api_key="k")
+    profile = ProfileSet.builtin().default
+    registry = CallRegistry()
+    rooms = [LoopbackParticipant(f"agent-{n}") for n in range(3)]
+    calls = [Call(room, profile, endpoint) for room in rooms]
+    for call in calls:
+        await call.start()
+        registry.calls.add(call)
+    calls[2].end("the caller hung up")  # finished on its own before the drain
+    ended = await registry.drain(limit=0.2)
+    for call in calls:
+        await call.aclose()
+    assert ended == 2
+    for call, room in zip(calls[:2], rooms[:2], strict=True):
+        assert "drain" in call.record.end_reason and not call.record.failed
+        assert room.states()[-1] == "idle"  # the final state was published
+        assert call.session.session is None  # the Realtime socket is closed
+    assert calls[2].record.end_reason == "the caller hung up"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_the_worker_is_live_not_ready_until_registered_and_drains_on_sigterm() -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "LIVEKIT_URL": "ws://127.0.0.1:9",  # nothing listens there: never registered
+        "LIVEKIT_API_KEY": "devkey",
+        "LIVEKIT_API_SECRET": "devsecret-devsecret-devsecret-32b",
+        "OPENAI_API_KEY": "sk-test-0123456789",
+        "BRIDGE_METRICS_PORT": str(port),
+        "BRIDGE_LOG_FORMAT": "json",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bridge", "start"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        health = (0, "")
+        while time.monotonic() < deadline and health[0] != 200:
+            try:
+                health = get(f"http://127.0.0.1:{port}/healthz")
+            except OSError:
+                time.sleep(0.1)  # the server is not up yet
+        ready = get(f"http://127.0.0.1:{port}/readyz")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert health[0] == 200
+    assert ready == (503, "not ready: registering with LiveKit\n")
+    assert process.returncode == 0
+    events = [json.loads(line).get("event") for line in stderr.splitlines() if line.startswith("{")]
+    assert "worker.draining" in events and "worker.stopped" in events
