@@ -21,7 +21,7 @@ from bridge.call import Call, CallOptions
 from bridge.metrics import BridgeMetrics, default_metrics
 from bridge.profiles import ProfileSet
 from bridge.room import HUMAN_KINDS, TOPIC_CHAT, Human
-from bridge.settings import price_table, realtime_endpoint
+from bridge.settings import realtime_endpoint
 from sessions.usage import PriceTable
 
 log = structlog.get_logger("bridge.agent")
@@ -170,7 +170,3 @@ async def run_job(ctx: JobContext, shared: AgentContext) -> None:
         with contextlib.suppress(Exception):
             await call.aclose()
     ctx.shutdown(reason)
-
-
-def default_context(profiles: ProfileSet) -> AgentContext:
-    return AgentContext(profiles=profiles, prices=price_table())

@@ -474,25 +474,19 @@ class Call:
         self.session.create_response()
 
     def _on_input_transcript_delta(self, event: ev.InputTranscriptDelta) -> None:
-        identity = self.input.linked or next(iter(self.input.heard), "")
-        if identity:
-            self.user_captions.delta(
-                event.item_id,
-                event.delta,
-                identity=identity,
-                track_sid=self.input.track_sid_of(identity),
-            )
+        self._user_caption(event.item_id, event.delta, final=False)
 
     def _on_input_transcript(self, event: ev.InputTranscriptCompleted) -> None:
-        identity = self.input.linked or next(iter(self.input.heard), "")
         self.record.say(self.clock(), "caller", event.transcript)
-        if identity:
-            self.user_captions.completed(
-                event.item_id,
-                event.transcript,
-                identity=identity,
-                track_sid=self.input.track_sid_of(identity),
-            )
+        self._user_caption(event.item_id, event.transcript, final=True)
+
+    def _user_caption(self, item_id: str, text: str, *, final: bool) -> None:
+        """Publish a user caption on behalf of the caller heard (in mix mode: the first)."""
+        identity = self.input.linked or next(iter(self.input.heard), "")
+        if not identity:
+            return
+        publish = self.user_captions.completed if final else self.user_captions.delta
+        publish(item_id, text, identity=identity, track_sid=self.input.track_sid_of(identity))
 
     def _on_error(self, event: ev.ErrorReceived) -> None:
         error = event.error
