@@ -11,7 +11,7 @@ matching what was heard; the answer to the correction.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import pytest
 import soxr
 
 from bridge.profiles import ProfileSet
+from bridge.tools import TOOLS
 from bridge.trial import TrialResult, run_trial
 from bridge.wavfile import Wav, read_wav
 from sessions.endpoint import Endpoint
@@ -193,3 +194,105 @@ def test_captions_carry_only_what_was_heard(runs: dict[str, Run]) -> None:
     assert [t.segments[0].text.strip() for t in finals] == [heard, full_second]
     publication = room.publications[0]
     assert publication.source == 2  # TrackSource.SOURCE_MICROPHONE
+
+
+@pytest.fixture(scope="module")
+def features() -> dict[str, TrialResult]:
+    """Three more calls at once: user captions, a tool call, a typed message mid-answer."""
+    problems: list[str] = []
+
+    def observe(dialect: str, event: dict[str, Any]) -> None:
+        problems.extend(check_event(dialect, event))
+
+    def chat_over_the_answer(call: Any) -> None:
+        original = call.playout.on_item_started
+
+        def started(item_id: str) -> None:
+            original(item_id)
+            if not call.record.interruptions:
+                asyncio.get_running_loop().call_later(
+                    0.5, call.on_chat, "caller", "What about Berlin?"
+                )
+
+        call.playout.on_item_started = started
+
+    async def main() -> dict[str, TrialResult]:
+        add_observer(observe)
+        try:
+            async with (
+                Simulator(SimulatorConfig(behavior="echo"), host="127.0.0.1", port=0) as echo,
+                Simulator(SimulatorConfig(behavior="tool"), host="127.0.0.1", port=0) as tool,
+            ):
+                profiles = ProfileSet.builtin()
+                caller = read_wav(DEMO)
+                question = Wav(caller.samples[: 6 * caller.rate], caller.rate, 1)
+                with_tool = replace(
+                    profiles.default,
+                    tool_names=("current_time",),
+                    session=replace(
+                        profiles.default.session, tools=(TOOLS["current_time"].declaration,)
+                    ),
+                )
+                runs = await asyncio.gather(
+                    run_trial(
+                        question, profiles["captioned"], Endpoint.compatible(echo.url, api_key="k")
+                    ),
+                    run_trial(question, with_tool, Endpoint.compatible(tool.url, api_key="k")),
+                    run_trial(
+                        question,
+                        profiles.default,
+                        Endpoint.compatible(echo.url, api_key="k"),
+                        on_started=chat_over_the_answer,
+                    ),
+                )
+        finally:
+            remove_observer(observe)
+        return dict(zip(("captioned", "tool", "chat"), runs, strict=True))
+
+    result = asyncio.run(main())
+    assert not problems, problems[:5]
+    return result
+
+
+def test_user_captions_are_published_on_behalf_of_the_caller(
+    features: dict[str, TrialResult],
+) -> None:
+    result = features["captioned"]
+    room = result.participant
+    user = [s for s in room.streams if s.sender_identity == "caller"]
+    assert user, "no user caption"
+    assert {s.attributes["lk.segment_id"] for s in user} == {user[0].attributes["lk.segment_id"]}
+    assert user[-1].attributes["lk.transcription_final"] == "true"
+    assert all(s.attributes["lk.transcription_final"] == "false" for s in user[:-1])
+    assert all(s.attributes["lk.transcribed_track_id"] for s in user)
+    caller_lines = [x["text"] for x in result.summary()["conversation"] if x["who"] == "caller"]
+    assert caller_lines == [user[-1].text]
+    assert any(t.participant_identity == "caller" for t in room.transcriptions)
+
+
+def test_a_tool_call_is_run_and_answered(features: dict[str, TrialResult]) -> None:
+    summary = features["tool"].summary()
+    system = [x["text"] for x in summary["conversation"] if x["who"] == "system"]
+    assert len(system) == 1 and system[0].startswith("current_time(")
+    assert "UTC" in system[0] or "," in system[0]  # the tool's output: a date and time
+    assert summary["responses"] == 2  # the call, then the answer about its output
+    assert summary["errors"] == []
+
+
+def test_a_typed_message_interrupts_the_agent_and_is_answered(
+    features: dict[str, TrialResult],
+) -> None:
+    result = features["chat"]
+    summary = result.summary()
+    assert summary["interruptions"] == 1
+    [truncation] = summary["truncations"]
+    assert truncation["action"] == "truncate" and 300 <= truncation["played_ms"] <= 900
+    lines = summary["conversation"]
+    assert {"who": "caller", "text": "What about Berlin?"} == {
+        k: v
+        for k, v in lines[[x["text"] for x in lines].index("What about Berlin?")].items()
+        if k != "at"
+    }
+    agent = [x["text"] for x in lines if x["who"] == "agent"]
+    assert agent[0].endswith("[interrupted]") and agent[-1] == "What about Berlin?"
+    assert summary["responses"] == 2
