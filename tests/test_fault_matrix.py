@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -26,8 +27,15 @@ from sessions import events as ev
 from sessions.connection import ConnectionOptions
 from sessions.endpoint import Endpoint
 from sessions.errors import HandshakeRejected, SessionFailed
-from sessions.simulator import Simulator, SimulatorConfig, parse_fault
+from sessions.simulator import (
+    Simulator,
+    SimulatorConfig,
+    add_observer,
+    parse_fault,
+    remove_observer,
+)
 from sessions.supervisor import ContinuityOptions, SessionSupervisor
+from tests.realtime_schema import check_event
 from tests.sessionkit import CONFIG, EventLog
 from tests.simclient import utterance
 
@@ -119,16 +127,26 @@ async def run_cell(cell: Cell) -> Cell:
 def matrix() -> list[Cell]:
     cells = [Cell(kind, phase) for kind in KINDS for phase in PHASES]
 
+    problems: list[str] = []  # module-scoped: the autouse schema guard is not active yet
+
+    def observe(dialect: str, event: dict[str, Any]) -> None:
+        problems.extend(check_event(dialect, event))
+
     async def main() -> list[Cell]:
         loop = asyncio.get_running_loop()
         unhandled: list[str] = []
         loop.set_exception_handler(lambda _l, ctx: unhandled.append(str(ctx.get("message"))))
-        done = await asyncio.gather(*(run_cell(c) for c in cells))
+        add_observer(observe)
+        try:
+            done = await asyncio.gather(*(run_cell(c) for c in cells))
+        finally:
+            remove_observer(observe)
         for cell in done:
             cell.unhandled = list(unhandled)
         return list(done)
 
     result = asyncio.run(main())
+    assert not problems, problems[:5]
     print_table(result)
     return result
 
