@@ -455,8 +455,10 @@ class SessionSupervisor:
         self._absorb(old)
         old.handler = self._standby_event
         last_sent = old.connection.last_sent_at if old.connection is not None else None
+        # Re-send the tail, but nothing of the last turn: the old socket answered it, and a
+        # scrap of it at the start of the new buffer would read as a new (tiny) turn.
         tail = self.continuity.tail_ms * SAMPLES_PER_MS
-        self._activate(new, resend_from=max(self.samples_appended - tail, 0))
+        self._activate(new, resend_from=max(self.samples_appended - tail, self._last_commit, 0))
         self._switch_sent_at = last_sent
         self.stats.rollovers += 1
         log.info("realtime.rollover", prepare_ms=round((self.clock() - started) * 1000, 1))
