@@ -75,7 +75,7 @@ def test_a_long_call_survives_many_expiries(sim_process) -> None:
                 wav,
                 ProfileSet.builtin().default,
                 Endpoint.compatible(sim.url),
-                options=TrialOptions(max_extra_s=20),
+                options=TrialOptions(max_extra_s=20, keep_output=False),
                 on_started=calls.append,
             )
         finally:
@@ -89,8 +89,9 @@ def test_a_long_call_survives_many_expiries(sim_process) -> None:
     expected_rollovers = int(SECONDS // EXPIRE_S) - 1
     early = [b for t, b in rss if t - rss[0][0] >= 60][0]
     growth_mb = (rss[-1][1] - early) / 1e6
+    print("\nRSS MB every 10 s:", [round(b / 1e6) for _, b in rss])
     print(
-        f"\nsoak: {SECONDS:.0f} s, rollovers {stats.rollovers}, reconnects "
+        f"soak: {SECONDS:.0f} s, rollovers {stats.rollovers}, reconnects "
         f"{dict(stats.reconnects)}, rollover gaps ms {[round(g) for g in stats.rollover_gaps_ms]},"
         f" turns {record.turns}, responses {record.responses}, interruptions "
         f"{record.interruptions}, lost samples {stats.lost_samples}, dropped frames "
