@@ -234,6 +234,7 @@ class Call:
         self.end("the Realtime session ended")
 
     def _on_reconnect(self, reason: str) -> None:
+        self._caller_speaking = False  # the new socket reports speech in the re-sent audio anew
         if reason == "rollover":
             self.record.rollovers += 1
         else:

@@ -246,6 +246,10 @@ class SessionSupervisor:
         for call in pending:
             call(session)
         self._expired = self._stalled = False
+        # A new socket's VAD starts fresh: speech it hears in the re-sent audio is reported
+        # again; nothing carries over from the old one.
+        self._caller_speaking = False
+        self._speech_start = None
         self._spawn(self._rollover(session), "realtime-rollover")
 
     def _reader_done(self, session: RealtimeSession, task: asyncio.Task[Any]) -> None:
