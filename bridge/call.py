@@ -38,6 +38,7 @@ from bridge.profiles import Profile
 from bridge.records import CallRecord, TruncationRecord
 from bridge.room import AgentParticipant, PublishQueue
 from bridge.room_input import RoomInput
+from bridge.routed_audio import RoutedAudioSource
 from bridge.tools import ToolContext, run_tool
 from sessions import events as ev
 from sessions.connection import ConnectionOptions
@@ -58,6 +59,17 @@ from sessions.usage import PriceTable
 log = structlog.get_logger("bridge.call")
 
 AGENT_TRACK_NAME = "agent_audio"
+
+
+def input_frame_ms(chunk_ms: int) -> int:
+    """How long the room's frames are, for appends of ``chunk_ms``.
+
+    10 ms frames up to 20 ms appends: with 20 ms frames the first half of every frame waits
+    10 ms longer for the socket (``bridge bench``: frame → socket p99 32 ms against 21 ms),
+    for ~0.5 % of a core per call saved. Longer appends wait for a whole chunk anyway and
+    read 20 ms frames (half the SDK events).
+    """
+    return 10 if chunk_ms <= 20 else 20
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,7 +107,7 @@ class Call:
         self.record = CallRecord(started_at=clock())
         self.publish = PublishQueue()
         self.state = AgentState(participant, self.publish)
-        self.source = rtc.AudioSource(SAMPLE_RATE, 1, queue_size_ms=options.queue_ms)
+        self.source = RoutedAudioSource(SAMPLE_RATE, 1, queue_size_ms=options.queue_ms)
         self.track = rtc.LocalAudioTrack.create_audio_track(AGENT_TRACK_NAME, self.source)
         self.track_sid = ""
         self.playout = Playout(
@@ -135,6 +147,7 @@ class Call:
             linked_identity=options.linked_identity,
             stream_rate=options.stream_rate,
             stream_channels=options.stream_channels,
+            frame_ms=input_frame_ms(profile.chunk_ms),
             clock=clock,
         )
         self.input.on_frame = self._on_caller_frame

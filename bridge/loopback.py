@@ -25,6 +25,8 @@ import numpy as np
 from livekit import rtc
 from numpy.typing import NDArray
 
+from bridge.routed_audio import RoutedAudioSource, RoutedAudioStream
+
 _sids = itertools.count(1)
 
 
@@ -140,16 +142,25 @@ class LoopbackParticipant:
 class Listener:
     """Records a track as another participant receives it: 24 kHz mono, frame by frame.
 
-    ``keep=False`` only counts (for long runs that measure memory, like the soak).
+    ``keep=False`` only counts (for long runs that measure memory, like the soak);
+    ``on_frame(samples, arrival_time)`` sees every frame as it arrives (the benchmark's meter).
     """
 
     MAX_MARKS = 3000  # frame arrival times kept: the first 30 s, where alignment happens
 
-    def __init__(self, track: rtc.Track, sample_rate: int = 24_000, *, keep: bool = True) -> None:
+    def __init__(
+        self,
+        track: rtc.Track,
+        sample_rate: int = 24_000,
+        *,
+        keep: bool = True,
+        on_frame: Callable[[NDArray[np.int16], float], None] | None = None,
+    ) -> None:
         self.sample_rate = sample_rate
         self.keep = keep
-        self._stream = rtc.AudioStream.from_track(
-            track=track, sample_rate=sample_rate, num_channels=1, frame_size_ms=10
+        self.on_frame = on_frame
+        self._stream = RoutedAudioStream(
+            track, sample_rate=sample_rate, num_channels=1, frame_size_ms=10
         )
         self._chunks: list[NDArray[np.int16]] = []
         self.samples = 0
@@ -161,6 +172,8 @@ class Listener:
     async def _run(self) -> None:
         async for event in self._stream:
             frame = np.frombuffer(event.frame.data, dtype=np.int16)
+            if self.on_frame is not None:
+                self.on_frame(frame, time.monotonic())
             if self.keep:
                 self._chunks.append(frame.copy())
             self.samples += frame.size
@@ -213,7 +226,7 @@ class LoopbackCaller:
         self.identity = identity
         self.sample_rate = sample_rate
         self.channels = channels
-        self.source = rtc.AudioSource(sample_rate, channels, queue_size_ms=50)
+        self.source = RoutedAudioSource(sample_rate, channels, queue_size_ms=50)
         self.track = rtc.LocalAudioTrack.create_audio_track(f"{identity}-mic", self.source)
         self.started_at: float | None = None
         self.played = 0  # frames (per channel) handed to the source

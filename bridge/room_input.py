@@ -7,7 +7,8 @@ Policies:
   human present or the next to join (a metadata-named identity is waited for first).
 - ``mix``: every human participant is heard, mixed into one stream (``bridge.mixer``).
 
-Each heard microphone track is read through ``rtc.AudioStream`` at ``stream_rate`` /
+Each heard microphone track is read (``bridge.routed_audio``: an ``rtc.AudioStream`` that
+only wakes for its own frames) in ``frame_ms`` frames at ``stream_rate`` /
 ``stream_channels``, frames are converted with a per-track :class:`resampling.Resampler`
 (a rate or channel change mid-stream is handed over without a click) and the result goes to
 ``sink(samples, received_at)``. Video tracks are never read.
@@ -33,6 +34,7 @@ from numpy.typing import NDArray
 
 from bridge.mixer import Mixer
 from bridge.room import Human
+from bridge.routed_audio import RoutedAudioStream
 from resampling.resampler import Resampler
 
 log = structlog.get_logger("bridge.room_input")
@@ -70,6 +72,7 @@ class RoomInput:
         linked_identity: str | None = None,
         stream_rate: int = 48_000,
         stream_channels: int = 1,
+        frame_ms: int = 20,
         closing_silence_ms: int = 700,
         stream_factory: StreamFactory | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -81,6 +84,7 @@ class RoomInput:
         self.requested_identity = linked_identity
         self.stream_rate = stream_rate
         self.stream_channels = stream_channels
+        self.frame_ms = frame_ms
         self.closing_silence = np.zeros(SAMPLE_RATE * closing_silence_ms // 1000, dtype=np.int16)
         self.clock = clock
         self._stream_factory = stream_factory or self._default_stream
@@ -201,11 +205,11 @@ class RoomInput:
     # ------------------------------------------------------------------ readers
 
     def _default_stream(self, track: rtc.Track) -> AsyncIterator[rtc.AudioFrameEvent]:
-        return rtc.AudioStream.from_track(
-            track=track,
+        return RoutedAudioStream(
+            track,
             sample_rate=self.stream_rate,
             num_channels=self.stream_channels,
-            frame_size_ms=10,
+            frame_size_ms=self.frame_ms,
         )
 
     def _start_reader(self, identity: str, sid: str, track: rtc.Track) -> None:
