@@ -5,19 +5,27 @@ audio-only, the dispatch metadata picks the profile, a :class:`~bridge.call.Call
 on ``ctx.room.local_participant`` and fed by :func:`attach_room`, which forwards the room's
 participant, track and chat events. The agent joins as an AGENT participant (the job token
 from the dispatch says so).
+
+The room stays on the job's loop; the call runs on the process's
+:class:`~bridge.media_loop.MediaLoop` with every other call of the process (one loop for all
+the audio, instead of one thread per call fighting the SDK's FFI thread for the GIL), and
+publishes through :class:`~bridge.media_loop.LoopBoundParticipant`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import structlog
 from livekit import rtc
 from livekit.agents import AutoSubscribe, JobContext
 
 from bridge.call import Call, CallOptions
+from bridge.media_loop import LoopBoundParticipant, MediaLoop
 from bridge.metrics import BridgeMetrics, default_metrics
 from bridge.profiles import ProfileSet
 from bridge.room import HUMAN_KINDS, TOPIC_CHAT, Human
@@ -31,7 +39,11 @@ HEARD_SOURCES = frozenset({rtc.TrackSource.SOURCE_MICROPHONE, rtc.TrackSource.SO
 
 @dataclass(slots=True)
 class CallRegistry:
-    """The calls running in this process (thread executor: all of the pod's calls)."""
+    """The calls running in this process (thread executor: all of the pod's calls).
+
+    The calls live on the media loop: :meth:`drain` must run there too
+    (``MediaLoop.shared().run(registry.drain(limit))``).
+    """
 
     calls: set[Call] = field(default_factory=set)
 
@@ -63,22 +75,32 @@ class AgentContext:
     prices: PriceTable = field(default_factory=PriceTable)
     options: CallOptions = field(default_factory=CallOptions)
     registry: CallRegistry = field(default_factory=lambda: REGISTRY)
+    media: MediaLoop | None = None  # None: the process's shared media loop
 
 
 def _is_human(participant: rtc.RemoteParticipant) -> bool:
     return participant.kind in HUMAN_KINDS
 
 
-def attach_room(room: rtc.Room, call: Call) -> None:
-    """Forward ``room``'s events to ``call`` (participants, audio tracks, mutes, chat)."""
+def attach_room(room: rtc.Room, call: Call, media: MediaLoop | None = None) -> None:
+    """Forward ``room``'s events to ``call`` (participants, audio tracks, mutes, chat).
+
+    The room's callbacks run on its loop; with ``media`` each is handed to the call's loop.
+    """
     room_input = call.input
+
+    def post(callback: Callable[..., object], *args: Any) -> None:
+        if media is None:
+            callback(*args)
+        else:
+            media.call_soon(callback, *args)
 
     def joined(participant: rtc.RemoteParticipant) -> None:
         if _is_human(participant):
-            room_input.participant_joined(Human(participant.identity, participant.kind))
+            post(room_input.participant_joined, Human(participant.identity, participant.kind))
 
     def left(participant: rtc.RemoteParticipant) -> None:
-        room_input.participant_left(participant.identity)
+        post(room_input.participant_left, participant.identity)
 
     def subscribed(
         track: rtc.Track,
@@ -86,27 +108,27 @@ def attach_room(room: rtc.Room, call: Call) -> None:
         participant: rtc.RemoteParticipant,
     ) -> None:
         if _is_human(participant) and publication.source in HEARD_SOURCES:
-            room_input.track_subscribed(participant.identity, track)
+            post(room_input.track_subscribed, participant.identity, track)
 
     def unsubscribed(
         track: rtc.Track,
         publication: rtc.RemoteTrackPublication,
         participant: rtc.RemoteParticipant,
     ) -> None:
-        room_input.track_unsubscribed(participant.identity, publication.sid)
+        post(room_input.track_unsubscribed, participant.identity, publication.sid)
 
     def muted(participant: rtc.Participant, publication: rtc.TrackPublication) -> None:
         if isinstance(participant, rtc.RemoteParticipant):
-            room_input.track_muted(participant.identity, publication.sid)
+            post(room_input.track_muted, participant.identity, publication.sid)
 
     def unmuted(participant: rtc.Participant, publication: rtc.TrackPublication) -> None:
         if isinstance(participant, rtc.RemoteParticipant):
-            room_input.track_unmuted(participant.identity, publication.sid)
+            post(room_input.track_unmuted, participant.identity, publication.sid)
 
     def chat(reader: rtc.TextStreamReader, identity: str) -> None:
         async def read() -> None:
             text = await reader.read_all()
-            call.on_chat(identity, text)
+            post(call.on_chat, identity, text)
 
         task = asyncio.get_running_loop().create_task(read(), name="chat")
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
@@ -142,31 +164,37 @@ async def run_job(ctx: JobContext, shared: AgentContext) -> None:
     options = shared.options
     if resolution.participant:
         options = replace(options, linked_identity=resolution.participant)
-    call = Call(
-        ctx.room.local_participant,
-        profile,
-        endpoint,
-        options=options,
-        metrics=shared.metrics,
-        prices=shared.prices,
-    )
+    media = shared.media or MediaLoop.shared()
+    participant = LoopBoundParticipant(ctx.room.local_participant, asyncio.get_running_loop())
+
+    async def create() -> Call:  # on the media loop: the call's source and tasks live there
+        return Call(
+            participant,
+            profile,
+            endpoint,
+            options=options,
+            metrics=shared.metrics,
+            prices=shared.prices,
+        )
+
+    call = await media.run(create())
 
     def linked(identity: str | None) -> None:
         structlog.contextvars.bind_contextvars(participant=identity)
 
     call.input.on_linked = linked
-    attach_room(ctx.room, call)
+    attach_room(ctx.room, call, media)
 
     async def on_shutdown(reason: str) -> None:
-        call.end(f"job shutdown: {reason}" if reason else "job shutdown")
+        media.call_soon(call.end, f"job shutdown: {reason}" if reason else "job shutdown")
 
     ctx.add_shutdown_callback(on_shutdown)
     shared.registry.calls.add(call)
     try:
-        await call.start()
-        reason = await call.wait()
+        await media.run(call.start())
+        reason = await media.run(call.wait())
     finally:
         shared.registry.calls.discard(call)
         with contextlib.suppress(Exception):
-            await call.aclose()
+            await media.run(call.aclose())
     ctx.shutdown(reason)

@@ -29,6 +29,7 @@ from livekit.agents import AgentServer, JobContext, JobExecutorType, JobRequest
 
 from bridge.agent import REGISTRY, AgentContext, run_job
 from bridge.health import Readiness, serve_metrics
+from bridge.media_loop import MediaLoop
 from bridge.metrics import default_metrics
 from bridge.profiles import ProfileSet
 from bridge.settings import LiveKitSettings, WorkerSettings, price_table
@@ -157,7 +158,8 @@ async def run_worker(settings: WorkerSettings, livekit: LiveKitSettings, *, dev:
             "worker.draining", limit_s=settings.drain_timeout, calls=len(shared.registry.calls)
         )
         drain = asyncio.create_task(server.drain(timeout=None), name="lk-drain")
-        ended = await shared.registry.drain(settings.drain_timeout)
+        media = shared.media or MediaLoop.shared()
+        ended = await media.run(shared.registry.drain(settings.drain_timeout))
         if ended:
             log.info("worker.drain_limit", ended_calls=ended)
         with contextlib.suppress(TimeoutError):
