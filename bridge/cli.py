@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("sim", "run the local Realtime API simulator"),
     "try": ("try_call", "one conversation through the real pipeline, a WAV file as the caller"),
     "demo": ("demo", "`bridge try` on the bundled caller recording (with a barge-in)"),
+    "bench": ("bench", "capacity and latency, side by side with LiveKit Agents' OpenAI plugin"),
 }
 
 

@@ -37,6 +37,14 @@ from bridge.settings import LiveKitSettings, WorkerSettings, price_table
 log = structlog.get_logger("bridge.worker")
 
 ADMISSION_TTL_S = 30.0  # an accepted job that never shows up as running stops counting
+# livekit-agents loads its local VAD and end-of-turn model (~270 MB resident) into every job
+# process or thread-executor worker unless told not to; the bridge uses the Realtime API's
+# turn detection and never needs them. An explicit setting in the environment still wins.
+PRELOAD_ENV = "LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE"
+
+
+def skip_local_models() -> None:
+    os.environ.setdefault(PRELOAD_ENV, "0")
 
 
 @dataclass(slots=True)
@@ -113,6 +121,7 @@ def build_server(
 
 async def run_worker(settings: WorkerSettings, livekit: LiveKitSettings, *, dev: bool) -> None:
     """Run until a signal; drain on the first, exit hard on the second."""
+    skip_local_models()
     profiles = (
         ProfileSet.load(settings.profiles_path)
         if settings.profiles_path

@@ -17,6 +17,7 @@ imports nothing from the project, so every package (``resampling``, ``sessions``
     ├── UpstreamError            an ``error`` event from the Realtime API
     │   └── SessionUpdateRejected  the server refused our ``session.update``
     ├── SessionFailed            the conversation cannot go on (fatal error, outage too long)
+    ├── BenchmarkError           a ``bridge bench`` phase could not be run or measured
     └── RealtimeConnectionError  the socket to the Realtime API could not be used
         ├── ConnectTimeout       no handshake within the connect timeout
         ├── HandshakeRejected    HTTP status instead of a WebSocket (401/403: a fatal auth error)
@@ -179,6 +180,10 @@ class SessionFailed(BridgeError):
 
     def __str__(self) -> str:
         return self.reason
+
+
+class BenchmarkError(BridgeError):
+    """A benchmark phase could not be run or measured (its worker failed or timed out)."""
 
 
 class RealtimeConnectionError(BridgeError):

@@ -1,0 +1,227 @@
+"""One measured phase of ``bridge bench``, in a process of its own.
+
+    python -m bridge.bench.worker '{"engine": "bridge", "sessions": 8, ...}'
+
+Runs ``livekit-agents``' own ``AgentServer`` unregistered (no LiveKit server needed) with the
+requested job executor, launches ``sessions`` fake jobs whose entrypoint is a benchmark call
+(:mod:`bridge.bench.job`), and measures the process tree while all of them run:
+
+- CPU: user + system time of this process and every process it started (job processes,
+  the forkserver), over the steady window, as % of one core;
+- memory: RSS of this process before any call, after the first call settled, and at its
+  largest during the window; with job processes, their PSS (shared pages split fairly
+  between the processes sharing them) added to this process's.
+
+Progress goes to stdout as JSON lines (``{"progress": …}``), the figures as the last line
+(``{"result": …}``); everything else (logs) goes to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bridge.bench.job import ENV, JobConfig, request_stop
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PhaseConfig:
+    engine: str  # bridge | livekit-plugin | floor:bridge | floor:livekit-plugin
+    sessions: int
+    duration_s: float
+    executor: str  # thread | process
+    sim_url: str
+    out_dir: str
+    seed: int = 1
+    warmup_s: float = 3.0
+    start_timeout_s: float = 180.0
+
+    def __post_init__(self) -> None:
+        if self.sessions < 1:
+            raise ValueError("sessions must be at least 1")
+        if self.executor not in ("thread", "process"):
+            raise ValueError("executor must be 'thread' or 'process'")
+        if not self.duration_s > 0:
+            raise ValueError("duration_s must be positive")
+
+
+def _emit(kind: str, data: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps({kind: data}) + "\n")
+    sys.stdout.flush()
+
+
+class TreeMeter:
+    """CPU and memory of this process and its descendants."""
+
+    def __init__(self) -> None:
+        self.me = psutil.Process()
+        self._known: dict[int, psutil.Process] = {}
+
+    def processes(self) -> list[psutil.Process]:
+        procs = [self.me]
+        for child in self.me.children(recursive=True):
+            procs.append(self._known.setdefault(child.pid, child))
+        return procs
+
+    def cpu_seconds(self) -> dict[int, float]:
+        out: dict[int, float] = {}
+        for proc in self.processes():
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                out[proc.pid] = times.user + times.system
+        return out
+
+    def memory_mb(self) -> tuple[float, float]:
+        """(RSS of this process, this RSS plus the PSS of every descendant)."""
+        rss = self.me.memory_info().rss / MB
+        total = rss
+        for child in self.processes()[1:]:
+            with contextlib.suppress(psutil.Error):
+                total += child.memory_full_info().pss / MB
+        return rss, total
+
+
+def _count(out_dir: Path, prefix: str) -> int:
+    return sum(1 for p in out_dir.iterdir() if p.name.startswith(prefix) and p.suffix != ".tmp")
+
+
+async def _until(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def run_phase(config: PhaseConfig) -> dict[str, Any]:
+    from livekit.agents import AgentServer, JobExecutorType
+
+    from bridge.bench.job import entrypoint
+
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    os.environ[ENV] = JobConfig(
+        engine=config.engine, sim_url=config.sim_url, out_dir=str(out_dir), seed=config.seed
+    ).to_env()
+    if config.engine.endswith("bridge"):  # as `bridge start` runs; the plugin keeps the default
+        from bridge.worker import skip_local_models
+
+        skip_local_models()
+    if config.engine in ("bridge", "livekit-plugin"):  # import before measuring the base
+        from bridge.bench import engines
+
+        if config.engine == "livekit-plugin":
+            engines.install_plugin_hooks()
+            import livekit.plugins.openai  # noqa: F401
+        else:
+            import bridge.call  # noqa: F401
+    meter = TreeMeter()
+    rss_base = meter.memory_mb()[0]
+
+    server = AgentServer(
+        job_executor_type=(
+            JobExecutorType.THREAD if config.executor == "thread" else JobExecutorType.PROCESS
+        ),
+        num_idle_processes=0,
+        load_threshold=float("inf"),
+        port=0,
+        initialize_process_timeout=60.0,
+        job_memory_warn_mb=4000,
+    )
+    server.rtc_session(entrypoint)
+    started = asyncio.Event()
+    server.on("worker_started", lambda *_: started.set())
+    runner = asyncio.create_task(server.run(devmode=False, unregistered=True), name="server")
+    try:
+        await asyncio.wait_for(started.wait(), 30)
+        await server.simulate_job("bench", fake_job=True)
+        await _until(lambda: _count(out_dir, "started-") >= 1, config.start_timeout_s, "a call")
+        await asyncio.sleep(2.0)
+        rss_one, total_one = meter.memory_mb()
+        for _ in range(config.sessions - 1):
+            await server.simulate_job("bench", fake_job=True)
+            await asyncio.sleep(0.05)
+        await _until(
+            lambda: _count(out_dir, "started-") >= config.sessions,
+            config.start_timeout_s,
+            f"{config.sessions} calls",
+        )
+        await asyncio.sleep(config.warmup_s)
+        cpu0, t0 = meter.cpu_seconds(), time.monotonic()
+        rss_peak = total_peak = 0.0
+        while (elapsed := time.monotonic() - t0) < config.duration_s:
+            rss, total = meter.memory_mb()
+            rss_peak, total_peak = max(rss_peak, rss), max(total_peak, total)
+            running = config.sessions - _count(out_dir, "result-")
+            cpu = meter.cpu_seconds()
+            used = sum(cpu[p] - cpu0[p] for p in cpu if p in cpu0)
+            _emit(
+                "progress",
+                {
+                    "elapsed_s": round(elapsed, 1),
+                    "calls": running,
+                    "cpu_percent": round(100 * used / max(elapsed, 1e-3), 1),
+                    "memory_mb": round(total, 1),
+                },
+            )
+            await asyncio.sleep(min(1.0, max(config.duration_s - elapsed, 0.01)))
+        cpu1, t1 = meter.cpu_seconds(), time.monotonic()
+        processes = len(cpu1)
+        request_stop(out_dir)
+        await _until(
+            lambda: _count(out_dir, "result-") >= config.sessions, 60.0, "the calls to end"
+        )
+    finally:
+        request_stop(out_dir)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.aclose(), 30)
+        runner.cancel()
+        with contextlib.suppress(BaseException):
+            await runner
+    used = sum(cpu1[p] - cpu0[p] for p in cpu1 if p in cpu0)
+    calls = [
+        json.loads(p.read_text(encoding="utf-8")) for p in sorted(out_dir.glob("result-*.json"))
+    ]
+    return {
+        "config": asdict(config),
+        "window_s": round(t1 - t0, 3),
+        "cpu_percent": round(100 * used / (t1 - t0), 2),
+        "processes": processes,
+        "rss_mb_base": round(rss_base, 1),
+        "rss_mb_one": round(rss_one, 1),
+        "memory_mb_one": round(total_one, 1),
+        "rss_mb_peak": round(rss_peak, 1),
+        "memory_mb_peak": round(total_peak, 1),
+        "calls": calls,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m bridge.bench.worker PHASE_JSON", file=sys.stderr)
+        return 2
+    config = PhaseConfig(**json.loads(args[0]))
+    from bridge.logs import configure_logging
+
+    configure_logging(json=False, level="warning")
+    logging.getLogger().setLevel(logging.WARNING)
+    result = asyncio.run(run_phase(config))
+    _emit("result", result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

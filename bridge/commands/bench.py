@@ -1,0 +1,162 @@
+"""``bridge bench``: capacity and latency, side by side with LiveKit Agents' OpenAI plugin.
+
+    bridge bench --sessions N --duration S [--engine bridge|livekit-plugin]... [--json FILE]
+                 [--executor thread|process] [--chart FILE.svg] [--no-floor] [--seed K]
+    bridge bench --capacity [--layouts a,b] [--duration S] [--max-sessions M] [--json FILE]
+
+Prints a progress line per phase while it runs, then a Markdown table (and, with both
+engines, the plugin ÷ bridge ratios). ``--sessions`` takes a comma list (``1,4,8``); without
+``--engine`` both engines run. With one engine and one number of sessions the JSON file is
+that run's figures; otherwise ``{"runs": [...], "comparison": [...]}``. Exit status 0, or 1
+when a phase failed, 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ENGINE_CHOICES = ("bridge", "livekit-plugin")
+
+
+def _sessions(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or comma list: {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError("sessions must be at least 1")
+    return values
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sessions", type=_sessions, default=(4,), help="concurrent calls (N, or N1,N2,…)"
+    )
+    parser.add_argument(
+        "--duration", type=_positive, default=60.0, metavar="S", help="measured seconds per phase"
+    )
+    parser.add_argument(
+        "--engine",
+        action="append",
+        choices=ENGINE_CHOICES,
+        help="engine to measure (repeatable; default: both)",
+    )
+    parser.add_argument(
+        "--executor",
+        choices=("thread", "process"),
+        default="thread",
+        help="livekit-agents job executor: all calls in one process (thread, the default) or "
+        "one process per call (process)",
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the figures as JSON")
+    parser.add_argument("--chart", type=Path, metavar="FILE", help="write an SVG chart")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the callers' patterns")
+    parser.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the loopback-only phases (no own-CPU figure)",
+    )
+    parser.add_argument(
+        "--keep", type=Path, metavar="DIR", help="keep every phase's files and logs in DIR"
+    )
+    parser.add_argument(
+        "--sim-url", help="use this running simulator instead of starting one (ws://…/v1)"
+    )
+    parser.add_argument(
+        "--capacity",
+        action="store_true",
+        help="search how many calls each layout holds (see --layouts); --duration per probe",
+    )
+    parser.add_argument(
+        "--layouts",
+        help="comma list for --capacity (default: all): plugin-process, plugin-thread, "
+        "bridge, bridge-x2, bridge-process",
+    )
+    parser.add_argument(
+        "--max-sessions", type=int, default=64, help="--capacity: the most calls to try"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.capacity:
+        return _capacity(args)
+    from bridge.bench.report import comparison_lines, svg_chart, table
+    from bridge.bench.runner import BenchOptions, Progress, run_bench
+    from sessions.errors import BenchmarkError
+
+    try:
+        options = BenchOptions(
+            engines=tuple(dict.fromkeys(args.engine or ENGINE_CHOICES)),
+            sessions=args.sessions,
+            duration_s=args.duration,
+            executor=args.executor,
+            seed=args.seed,
+            floor=args.floor,
+            sim_url=args.sim_url,
+            keep_dir=args.keep,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    progress = Progress()
+    try:
+        document = run_bench(options, progress)
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(table(document))
+    for line in comparison_lines(document):
+        print(line)
+    if args.json is not None:
+        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    if args.chart is not None:
+        args.chart.write_text(svg_chart(document), encoding="utf-8")
+    return 0
+
+
+def _capacity(args: argparse.Namespace) -> int:
+    from bridge.bench.capacity import LAYOUTS, CapacityOptions, run_capacity
+    from bridge.bench.report import capacity_table
+    from bridge.bench.runner import Progress
+    from sessions.errors import BenchmarkError
+
+    layouts = (
+        tuple(x.strip() for x in args.layouts.split(",") if x.strip())
+        if args.layouts
+        else tuple(layout.key for layout in LAYOUTS)
+    )
+    try:
+        options = CapacityOptions(
+            layouts=layouts,
+            duration_s=args.duration if args.duration != 60.0 else 30.0,
+            max_sessions=args.max_sessions,
+            seed=args.seed,
+            sim_url=args.sim_url,
+            keep_dir=args.keep,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        document = run_capacity(options, Progress())
+    except BenchmarkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(capacity_table(document))
+    if args.json is not None:
+        args.json.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    return 0
