@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from bridge.bench.report import svg_chart, table
+from bridge.bench.capacity import Criteria, failures, pod_estimate
+from bridge.bench.report import capacity_table, svg_chart, table
 from bridge.bench.summary import comparison, phase_summary
 
 FIELDS = (
@@ -183,3 +184,58 @@ def test_comparison_is_plugin_over_bridge() -> None:
     assert row["in_latency_p99"] == 4.5
     assert row["cpu_per_session_own"] == 3.0
     assert row["barge_in_stop_p99"] is None and row["loop_stall_max"] is None
+
+
+def _run(**over: Any) -> dict[str, Any]:
+    run: dict[str, Any] = {
+        "sessions": 8,
+        "calls_measured": 8,
+        "error_count": 0,
+        "replies": 20,
+        "underruns": 0,
+        "dropped_frames": 0,
+        "voice_to_voice_ms": {"p99": 30.0},
+        "in_latency_ms": {"p99": 22.0},
+        "loop_stall_max_ms": 8.0,
+        "cpu_percent": 80.0,
+        "rss_mb_base": 150.0,
+        "memory_mb_peak": 230.0,
+    }
+    run.update(over)
+    return run
+
+
+def test_capacity_criteria_name_every_reason_a_run_did_not_hold() -> None:
+    criteria = Criteria()
+    assert failures(_run(), 21.0, criteria, cpus=2) == []
+    why = failures(
+        _run(underruns=3, cpu_percent=190.0, loop_stall_max_ms=250.0, replies=5),
+        21.0,
+        criteria,
+        cpus=2,
+    )
+    assert any("underruns" in w for w in why) and any("CPU" in w for w in why)
+    assert any("stall" in w for w in why) and any("without a reply" in w for w in why)
+    assert failures(_run(in_latency_ms={"p99": 60.0}), 21.0, criteria, cpus=2)
+    assert failures(_run(voice_to_voice_ms={"p99": None}), 21.0, criteria, cpus=2)
+
+
+def test_a_pod_holds_what_its_cpu_and_memory_allow_whichever_is_less() -> None:
+    pod = pod_estimate(_run())  # 10 % CPU and 10 MB per call
+    assert pod["cpu_percent_per_call"] == 10.0 and pod["memory_mb_per_call"] == 10.0
+    assert pod["calls"] == 34 and pod["limited_by"] == "cpu"  # 4 cores x 85 % / 10 %
+    heavy = pod_estimate(_run(memory_mb_peak=150.0 + 8 * 500.0))  # 500 MB per call
+    assert heavy["calls"] == 14 and heavy["limited_by"] == "memory"
+    document = {
+        "capacity": [
+            {
+                "layout": "bridge",
+                "description": "d",
+                "holds": 8,
+                "failed_at": 16,
+                "why": ["CPU"],
+                "pod": pod,
+            }
+        ]
+    }
+    assert "| bridge: d | 8 | 16 | CPU | 10.00 | 10.0 | 34 (cpu) |" in capacity_table(document)

@@ -10,7 +10,6 @@ threads (thread executor) and in job processes (process executor).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import os
@@ -34,6 +33,7 @@ from bridge.media_loop import MediaLoop
 ENV = "BRIDGE_BENCH_JOB"
 STOP_FILE = "stop"
 STOP_CHECK_FRAMES = 20  # the caller looks for the stop file every 200 ms
+CLOSE_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,8 +125,12 @@ async def run_call(config: JobConfig, slot: int, stop: Path) -> dict[str, Any]:
         (stop.parent / f"started-{slot}").touch()
     ended_at = time.monotonic()
     probes.barge.finish(ended_at)
-    with contextlib.suppress(Exception):
-        await engine.aclose()
+    try:
+        await asyncio.wait_for(engine.aclose(), CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        error = error or f"the engine did not close within {CLOSE_TIMEOUT_S:.0f} s"
+    except Exception as exc:
+        error = error or f"closing: {type(exc).__name__}: {exc}"
 
     async def close_room() -> None:
         for listener in listeners:

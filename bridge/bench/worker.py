@@ -32,8 +32,10 @@ from typing import Any
 import psutil
 
 from bridge.bench.job import ENV, JobConfig, request_stop
+from bridge.bench.summary import COUNTS, LATENCIES
 
 MB = 1024 * 1024
+END_TIMEOUT_S = 90.0  # after the stop file: calls still running by then are reported as failed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -91,6 +93,23 @@ class TreeMeter:
             with contextlib.suppress(psutil.Error):
                 total += child.memory_full_info().pss / MB
         return rss, total
+
+
+def _unfinished(config: PhaseConfig) -> dict[str, Any]:
+    """The figures of a call that did not end within END_TIMEOUT_S of being told to."""
+    call: dict[str, Any] = {
+        "engine": config.engine,
+        "error": f"the call did not end within {END_TIMEOUT_S:.0f} s of the stop",
+        "engine_figures": {},
+        "gc": {"collections": 0, "full_collections": 0, "max_pause_ms": 0.0},
+        "loop_stall_max_ms": 0.0,
+        "loop_stall_p99_ms": 0.0,
+    }
+    for key in LATENCIES:
+        call[key] = []
+    for key in COUNTS:
+        call[key] = 0
+    return call
 
 
 def _count(out_dir: Path, prefix: str) -> int:
@@ -180,9 +199,12 @@ async def run_phase(config: PhaseConfig) -> dict[str, Any]:
         cpu1, t1 = meter.cpu_seconds(), time.monotonic()
         processes = len(cpu1)
         request_stop(out_dir)
-        await _until(
-            lambda: _count(out_dir, "result-") >= config.sessions, 60.0, "the calls to end"
-        )
+        with contextlib.suppress(TimeoutError):  # a call that never ends is reported below
+            await _until(
+                lambda: _count(out_dir, "result-") >= config.sessions,
+                END_TIMEOUT_S,
+                "the calls to end",
+            )
     finally:
         request_stop(out_dir)
         with contextlib.suppress(Exception):
@@ -194,6 +216,7 @@ async def run_phase(config: PhaseConfig) -> dict[str, Any]:
     calls = [
         json.loads(p.read_text(encoding="utf-8")) for p in sorted(out_dir.glob("result-*.json"))
     ]
+    calls += [_unfinished(config) for _ in range(config.sessions - len(calls))]
     return {
         "config": asdict(config),
         "window_s": round(t1 - t0, 3),
