@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bridge.bench.engines import ENGINES
-from bridge.bench.summary import comparison, run_summary
+from bridge.bench.summary import comparison, merge_repeats, run_summary
 from bridge.bench.worker import PhaseConfig
 from sessions.errors import BenchmarkError
 
@@ -39,10 +39,13 @@ class BenchOptions:
     seed: int = 1
     floor: bool = True
     warmup_s: float = 3.0
+    repeat: int = 1  # each (sessions, engine) pair, interleaved with the others
     sim_url: str | None = None  # a simulator already running; default: start one
     keep_dir: Path | None = None  # keep the phases' files (results, logs) here
 
     def __post_init__(self) -> None:
+        if self.repeat < 1:
+            raise ValueError("repeat must be at least 1")
         for engine in self.engines:
             if engine not in ENGINES:
                 raise ValueError(f"unknown engine {engine!r}: one of {', '.join(ENGINES)}")
@@ -226,37 +229,46 @@ def run_bench(options: BenchOptions, progress: Progress | None = None) -> dict[s
     progress = progress or Progress()
     started = time.monotonic()
     with workspace(options.keep_dir, options.sim_url) as (work, sim_url):
-        plan = [(n, engine) for n in options.sessions for engine in options.engines]
-        phases_per_run = 2 if options.floor else 1
-        total = len(plan) * phases_per_run
+        names = {
+            engine: ([f"floor:{engine}"] if options.floor else []) + [engine]
+            for engine in options.engines
+        }
+        total = len(options.sessions) * options.repeat * sum(len(v) for v in names.values())
         index = 0
         runs: list[dict[str, Any]] = []
-        for n, engine in plan:
-            phases: dict[str, dict[str, Any]] = {}
-            names = ([f"floor:{engine}"] if options.floor else []) + [engine]
-            for name in names:
-                index += 1
-                config = PhaseConfig(
-                    engine=name,
-                    sessions=n,
-                    duration_s=options.duration_s,
-                    executor=options.executor,
-                    sim_url=sim_url,
-                    out_dir=str(work / f"{index:02d}-{name.replace(':', '-')}-{n}"),
-                    seed=options.seed,
-                    warmup_s=options.warmup_s,
+        for n in options.sessions:
+            measured: dict[str, list[dict[str, Any]]] = {}
+            for _ in range(options.repeat):  # interleaved: engine A, engine B, A, B, ...
+                for engine in options.engines:
+                    for name in names[engine]:
+                        index += 1
+                        config = PhaseConfig(
+                            engine=name,
+                            sessions=n,
+                            duration_s=options.duration_s,
+                            executor=options.executor,
+                            sim_url=sim_url,
+                            out_dir=str(work / f"{index:02d}-{name.replace(':', '-')}-{n}"),
+                            seed=options.seed,
+                            warmup_s=options.warmup_s,
+                        )
+                        progress.phase(index, total, name, n, options.duration_s)
+                        phase = run_phase(config, progress, work / f"{index:02d}.log")
+                        measured.setdefault(name, []).append(phase)
+                        progress.done(
+                            f"cpu {phase['cpu_percent']:.1f}% "
+                            f"({phase['cpu_percent'] / n:.2f}%/call)"
+                        )
+            for engine in options.engines:
+                floor = measured.get(f"floor:{engine}")
+                runs.append(
+                    run_summary(
+                        engine,
+                        options.duration_s,
+                        merge_repeats(measured[engine]),
+                        merge_repeats(floor) if floor else None,
+                    )
                 )
-                progress.phase(index, total, name, n, options.duration_s)
-                phases[name] = run_phase(config, progress, work / f"{index:02d}.log")
-                phase = phases[name]
-                progress.done(
-                    f"cpu {phase['cpu_percent']:.1f}% ({phase['cpu_percent'] / n:.2f}%/call)"
-                )
-            runs.append(
-                run_summary(
-                    engine, options.duration_s, phases[engine], phases.get(f"floor:{engine}")
-                )
-            )
     meta = {
         "command": command_line(),
         "machine": machine(),

@@ -41,6 +41,25 @@ def _pooled(calls: list[dict[str, Any]], key: str) -> dict[str, float | None]:
     return percentiles(values)
 
 
+def merge_repeats(phases: list[dict[str, Any]]) -> dict[str, Any]:
+    """The same phase measured several times, interleaved with the others: one phase.
+
+    CPU and memory are the median of the repeats (this machine's noise moves a single run by
+    a few % of a core); the calls of every repeat are pooled for the latencies and counts.
+    """
+    if len(phases) == 1:
+        return phases[0]
+    merged = {**phases[0], "calls": [c for p in phases for c in p["calls"]]}
+    for key in ("cpu_percent", "rss_mb_base", "rss_mb_one", "memory_mb_one"):
+        merged[key] = round(float(np.median([p[key] for p in phases])), 2)
+    for key in ("rss_mb_peak", "memory_mb_peak"):
+        merged[key] = round(float(np.median([p[key] for p in phases])), 2)
+    merged["window_s"] = round(sum(p["window_s"] for p in phases), 3)
+    merged["repeats"] = len(phases)
+    merged["cpu_percent_repeats"] = [p["cpu_percent"] for p in phases]
+    return merged
+
+
 def phase_summary(phase: dict[str, Any]) -> dict[str, Any]:
     """One phase's figures: CPU, memory, pooled latencies, counts."""
     config = phase["config"]
@@ -59,6 +78,8 @@ def phase_summary(phase: dict[str, Any]) -> dict[str, Any]:
         errors += [f"{e['code']}: {e['message']}" for e in call["engine_figures"].get("errors", [])]
     out: dict[str, Any] = {
         "sessions": n,
+        "repeats": phase.get("repeats", 1),
+        "cpu_percent_repeats": phase.get("cpu_percent_repeats", [phase["cpu_percent"]]),
         "calls_measured": len(calls),
         "executor": config["executor"],
         "window_s": phase["window_s"],

@@ -65,6 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chart", type=Path, metavar="FILE", help="write an SVG chart")
     parser.add_argument("--seed", type=int, default=1, help="seed of the callers' patterns")
     parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="K",
+        help="measure each engine K times, interleaved; CPU and memory are the median",
+    )
+    parser.add_argument(
         "--no-floor",
         dest="floor",
         action="store_false",
@@ -106,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
             executor=args.executor,
             seed=args.seed,
             floor=args.floor,
+            repeat=args.repeat,
             sim_url=args.sim_url,
             keep_dir=args.keep,
         )
