@@ -220,12 +220,12 @@ def test_capacity_criteria_name_every_reason_a_run_did_not_hold() -> None:
     assert failures(_run(voice_to_voice_ms={"p99": None}), 21.0, criteria, cpus=2)
 
 
-def test_a_pod_holds_what_its_cpu_and_memory_allow_whichever_is_less() -> None:
-    pod = pod_estimate(_run())  # 10 % CPU and 10 MB per call
+def test_a_pod_holds_the_calls_per_core_measured_here_unless_memory_runs_out() -> None:
+    pod = pod_estimate(_run(), holds=8, cores_here=2)  # 10 MB per call
     assert pod["cpu_percent_per_call"] == 10.0 and pod["memory_mb_per_call"] == 10.0
-    assert pod["calls"] == 34 and pod["limited_by"] == "cpu"  # 4 cores x 85 % / 10 %
-    heavy = pod_estimate(_run(memory_mb_peak=150.0 + 8 * 500.0))  # 500 MB per call
-    assert heavy["calls"] == 14 and heavy["limited_by"] == "memory"
+    assert pod["calls"] == 16 and pod["limited_by"] == "calls per core measured here"
+    heavy = pod_estimate(_run(memory_mb_peak=150.0 + 8 * 500.0), holds=8, cores_here=2)
+    assert heavy["calls"] == 14 and heavy["limited_by"] == "memory"  # (7373 - 300) / 500
     document = {
         "capacity": [
             {
@@ -238,4 +238,6 @@ def test_a_pod_holds_what_its_cpu_and_memory_allow_whichever_is_less() -> None:
             }
         ]
     }
-    assert "| bridge: d | 8 | 16 | CPU | 10.00 | 10.0 | 34 (cpu) |" in capacity_table(document)
+    assert "| bridge: d | 8 | 16 | CPU | 10.00 | 10.0 | 16 (calls per core measured here) |" in (
+        capacity_table(document)
+    )

@@ -64,13 +64,19 @@ LAYOUTS: tuple[Layout, ...] = (
         1,
         "LiveKit Agents + OpenAI plugin, thread executor: one thread per call",
     ),
-    Layout("bridge", "bridge", "thread", 1, "bridge start: every call on one media loop"),
+    Layout(
+        "bridge",
+        "bridge",
+        "thread",
+        1,
+        "one bridge start process: every call on its media loop",
+    ),
     Layout(
         "bridge-x2",
         "bridge",
         "thread",
         2,
-        "two bridge start processes per pod, calls spread between them",
+        "two bridge start processes, calls spread between them",
     ),
     Layout("bridge-process", "bridge", "process", 1, "bridge start with the process executor"),
 )
@@ -134,24 +140,33 @@ def failures(
     return why
 
 
-def pod_estimate(run: dict[str, Any]) -> dict[str, Any]:
-    """What a pod of POD_CORES cores and POD_MEMORY_MB holds, from a run's per-call costs."""
+def pod_estimate(run: dict[str, Any], holds: int, cores_here: int) -> dict[str, Any]:
+    """What a pod of POD_CORES cores and POD_MEMORY_MB holds, running this layout.
+
+    The layout is repeated per ``cores_here`` cores (its worker processes scale with the
+    pod's cores), so it holds ``holds`` calls per ``cores_here`` cores, as measured, unless
+    memory runs out first (base memory per worker set, plus the memory per call). CPU per
+    call is not extrapolated on its own: whether the latency criteria or the CPU gave out
+    first, what held here is the measure.
+    """
     n = run["sessions"]
-    cpu_per_call = run["cpu_percent"] / n
+    scale = POD_CORES / cores_here
     base = run["rss_mb_base"]
     memory_per_call = max(run["memory_mb_peak"] - base, 0.0) / n
-    by_cpu = math.floor(POD_CORES * 100 * Criteria().cpu_share / cpu_per_call)
+    by_cores = math.floor(holds * scale)
     by_memory = (
-        math.floor((POD_MEMORY_MB * 0.9 - base) / memory_per_call) if memory_per_call else by_cpu
+        math.floor((POD_MEMORY_MB * 0.9 - base * scale) / memory_per_call)
+        if memory_per_call
+        else by_cores
     )
     return {
         "cores": POD_CORES,
         "memory_mb": POD_MEMORY_MB,
-        "cpu_percent_per_call": round(cpu_per_call, 2),
+        "cpu_percent_per_call": round(run["cpu_percent"] / n, 2),
         "memory_mb_per_call": round(memory_per_call, 1),
         "base_memory_mb": round(base, 1),
-        "calls": min(by_cpu, by_memory),
-        "limited_by": "cpu" if by_cpu <= by_memory else "memory",
+        "calls": min(by_cores, by_memory),
+        "limited_by": "calls per core measured here" if by_cores <= by_memory else "memory",
     }
 
 
@@ -235,7 +250,7 @@ class _Search:
             "holds": good,
             "failed_at": bad,
             "why": self.tried[bad]["failures"] if bad is not None else [],
-            "pod": pod_estimate(best) if best is not None else None,
+            "pod": pod_estimate(best, good, self.cpus) if best is not None else None,
             "at_capacity": best,
             "tried": {
                 str(n): {key: run[key] for key in _TRIED_FIELDS}

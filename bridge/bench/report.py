@@ -94,7 +94,7 @@ def svg_chart(document: dict[str, Any]) -> str:
     runs = runs_of(document)
     engines = [e for e in ENGINE_COLORS if any(r["engine"] == e for r in runs)]
     counts = sorted({r["sessions"] for r in runs})
-    panel_w, panel_h, columns = 300, 210, 3
+    panel_w, panel_h, columns = 330, 220, 3
     rows = (len(PANELS) + columns - 1) // columns
     width, height = panel_w * columns + 20, panel_h * rows + 70
     out = [
@@ -114,8 +114,8 @@ def svg_chart(document: dict[str, Any]) -> str:
     for p, (title, unit, path) in enumerate(PANELS):
         ox = 10.0 + (p % columns) * panel_w
         oy = 55.0 + (p // columns) * panel_h
-        plot_x, plot_y = ox + 40, oy + 30
-        plot_w, plot_h = panel_w - 60.0, panel_h - 70.0
+        plot_x, plot_y = ox + 30, oy + 44
+        plot_w, plot_h = panel_w - 50.0, panel_h - 84.0
         out.append(f'<text x="{ox}" y="{oy + 12}" font-weight="bold">{escape(title)}</text>')
         out.append(f'<text x="{ox}" y="{oy + 25}" fill="#555">{escape(unit)}</text>')
         values = [_get(r, path) for r in runs]
@@ -145,7 +145,7 @@ def svg_chart(document: dict[str, Any]) -> str:
                 )
                 out.append(
                     f'<text x="{x + bar_w / 2 - 1:.1f}" y="{y - 3:.1f}" text-anchor="middle" '
-                    f'font-size="9">{value:.3g}</text>'
+                    f'font-size="8">{value:.3g}</text>'
                 )
     out.append("</svg>")
     return "\n".join(out)
