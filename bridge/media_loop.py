@@ -28,6 +28,7 @@ from typing import Any, ClassVar, TypeVar
 
 from livekit import rtc
 
+from bridge.heap import freeze_long_lived
 from bridge.room import AgentParticipant, Publication, TextWriter
 
 T = TypeVar("T")
@@ -49,9 +50,15 @@ class MediaLoop:
 
     @classmethod
     def shared(cls) -> MediaLoop:
-        """The process's media loop (started on first use)."""
+        """The process's media loop (started on first use).
+
+        Starting it freezes the objects alive then out of the garbage collector's full
+        collections (:mod:`bridge.heap`; ``bridge start`` has done it already, with a
+        collection, before taking calls; a job process of the process executor does it here).
+        """
         with cls._shared_lock:
             if cls._shared is None or not cls._shared.running:
+                freeze_long_lived(collect=False)
                 cls._shared = cls()
             return cls._shared
 

@@ -29,6 +29,7 @@ from livekit.agents import AgentServer, JobContext, JobExecutorType, JobRequest
 
 from bridge.agent import REGISTRY, AgentContext, run_job
 from bridge.health import Readiness, serve_metrics
+from bridge.heap import freeze_long_lived
 from bridge.media_loop import MediaLoop
 from bridge.metrics import default_metrics
 from bridge.profiles import ProfileSet
@@ -156,6 +157,12 @@ async def run_worker(settings: WorkerSettings, livekit: LiveKitSettings, *, dev:
                 serve_metrics(settings.metrics_port, metrics, readiness)
             )
             log.info("worker.metrics", port=port)
+        freeze_long_lived(collect=True)  # before the first call: bridge/heap.py
+        cpus = sorted(os.sched_getaffinity(0))
+        # One CPU of its own (static CPU manager, taskset) is the layout the sizing assumes.
+        log.info(
+            "worker.cpus", cpus=cpus, pinned=len(cpus) == 1, max_sessions=settings.max_sessions
+        )
         runner = asyncio.create_task(server.run(devmode=dev), name="agent-server")
         await asyncio.wait(
             {runner, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED

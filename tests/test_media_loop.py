@@ -113,3 +113,29 @@ async def test_a_call_on_the_media_loop_converses_and_drains_through_the_room_lo
     assert states[0] == "initializing" and "speaking" in states and states[-1] == "idle"
     assert [p.source for p in room.publications] == [2]  # SOURCE_MICROPHONE
     assert np.count_nonzero(listener.audio()) > 24_000
+
+
+FREEZE_PROBE = """
+import gc
+from bridge import heap
+from bridge.media_loop import MediaLoop
+assert gc.get_freeze_count() == 0
+media = MediaLoop.shared()  # a process's first call: what is alive leaves full collections
+frozen = gc.get_freeze_count()
+again = heap.freeze_long_lived(collect=True)  # once per process: nothing more to do
+cycle = []
+cycle.append(cycle)  # made after the freeze: still collected
+del cycle
+print(frozen > 10_000, again, gc.collect() >= 1)
+media.stop()
+"""
+
+
+def test_the_first_media_loop_freezes_start_up_objects_out_of_full_collections() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", FREEZE_PROBE], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.splitlines()[-1].split() == ["True", "False", "True"], out.stderr
