@@ -6,7 +6,10 @@ measured something, not how fast anything is (the figures themselves belong to t
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -231,6 +234,7 @@ def test_a_pod_holds_the_calls_per_core_measured_here_unless_memory_runs_out() -
             {
                 "layout": "bridge",
                 "description": "d",
+                "cores": 2,
                 "holds": 8,
                 "failed_at": 16,
                 "why": ["CPU"],
@@ -238,6 +242,51 @@ def test_a_pod_holds_the_calls_per_core_measured_here_unless_memory_runs_out() -
             }
         ]
     }
-    assert "| bridge: d | 8 | 16 | CPU | 10.00 | 10.0 | 16 (calls per core measured here) |" in (
-        capacity_table(document)
+    assert (
+        "| bridge: d | 2 | 8 | 16 | CPU | 10.00 | 10.0 | 16 (calls per core measured here) |"
+        in (capacity_table(document))
     )
+
+
+PIN_PROBE = """
+import os, sys, threading
+from bridge.bench.worker import pin
+release, seen = threading.Event(), {}
+def before():  # a thread already running when the process is pinned
+    release.wait()
+    seen["before"] = sorted(os.sched_getaffinity(0))
+early = threading.Thread(target=before)
+early.start()
+pin((int(sys.argv[1]),))
+late = threading.Thread(target=lambda: seen.setdefault("after", sorted(os.sched_getaffinity(0))))
+late.start()
+release.set()
+early.join()
+late.join()
+print(sorted(os.sched_getaffinity(0)), seen["before"], seen["after"])
+"""
+
+
+def test_a_pinned_layout_runs_every_thread_of_each_worker_on_its_own_cpu() -> None:
+    from bridge.bench.capacity import LAYOUTS, CapacityOptions, _configs, _Search
+    from bridge.bench.runner import Progress
+
+    cpu = max(os.sched_getaffinity(0))
+    out = subprocess.run(
+        [sys.executable, "-c", PIN_PROBE, str(cpu)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.split() == [f"[{cpu}]"] * 3
+    layout = next(x for x in LAYOUTS if x.key == "bridge-x2-pinned")
+    configs = _configs(layout, 5, CapacityOptions(), "ws://127.0.0.1:1/v1", Path("/tmp/x"))
+    cpus = os.cpu_count() or 1
+    assert [(c.sessions, c.cpus) for c in configs] == [(3, (0,)), (2, (1 % cpus,))]
+    plain = next(x for x in LAYOUTS if x.key == "bridge-x2")
+    assert all(c.cpus == () for c in _configs(plain, 5, CapacityOptions(), "ws://x/v1", Path(".")))
+
+    def cores(key: str) -> int:  # what the CPU criterion and the pod estimate count
+        layout = next(x for x in LAYOUTS if x.key == key)
+        progress = Progress(io.StringIO())
+        return _Search(layout, CapacityOptions(), Path("."), "", progress, itertools.count()).cpus
+
+    assert cores("bridge-pinned") == 1 and cores("bridge") == cpus
+    assert cores("bridge-x2-pinned") == min(2, cpus)

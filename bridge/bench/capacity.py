@@ -47,6 +47,7 @@ class Layout:
     executor: str
     workers: int
     description: str
+    pinned: bool = False  # worker i runs on CPU i (mod the CPUs) only
 
 
 LAYOUTS: tuple[Layout, ...] = (
@@ -78,7 +79,32 @@ LAYOUTS: tuple[Layout, ...] = (
         2,
         "two bridge start processes, calls spread between them",
     ),
+    Layout(
+        "bridge-pinned",
+        "bridge",
+        "thread",
+        1,
+        "one bridge start process on one CPU of its own (a 1-CPU pod, static CPU manager)",
+        pinned=True,
+    ),
+    Layout(
+        "bridge-x2-pinned",
+        "bridge",
+        "thread",
+        2,
+        "two bridge start processes, each on a CPU of its own (1-CPU pods, static CPU manager)",
+        pinned=True,
+    ),
     Layout("bridge-process", "bridge", "process", 1, "bridge start with the process executor"),
+    Layout(
+        "plugin-process-x2-pinned",
+        "livekit-plugin",
+        "process",
+        2,
+        "LiveKit Agents + OpenAI plugin, one process per call, two workers each on a CPU of "
+        "its own",
+        pinned=True,
+    ),
 )
 
 
@@ -136,7 +162,7 @@ def failures(
     if run["loop_stall_max_ms"] > criteria.stall_max_ms:
         why.append(f"loop stall {run['loop_stall_max_ms']} ms")
     if run["cpu_percent"] > cpus * 100 * criteria.cpu_share:
-        why.append(f"CPU {run['cpu_percent']}% of {cpus} cores")
+        why.append(f"CPU {run['cpu_percent']}% of {cpus} core{'s' if cpus > 1 else ''}")
     return why
 
 
@@ -175,6 +201,7 @@ def _configs(
 ) -> list[PhaseConfig]:
     workers = layout.workers
     shares = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
+    cpus = os.cpu_count() or 1
     return [
         PhaseConfig(
             engine=layout.engine,
@@ -185,6 +212,7 @@ def _configs(
             out_dir=str(out_dir / f"w{i}"),
             seed=options.seed + 100 * i,
             warmup_s=options.warmup_s,
+            cpus=(i % cpus,) if layout.pinned else (),
         )
         for i, share in enumerate(shares)
         if share
@@ -205,7 +233,9 @@ class _Search:
     ) -> None:
         self.layout, self.options, self.work, self.sim_url = layout, options, work, sim_url
         self.progress, self.probes = progress, probes
-        self.cpus = os.cpu_count() or 1
+        machine = os.cpu_count() or 1
+        # The cores the layout may use: a pinned worker has one to itself.
+        self.cpus = min(layout.workers, machine) if layout.pinned else machine
         self.tried: dict[int, dict[str, Any]] = {}
         self.baseline: float | None = None
 
@@ -247,6 +277,7 @@ class _Search:
             "engine": layout.engine,
             "executor": layout.executor,
             "workers": layout.workers,
+            "cores": self.cpus,
             "holds": good,
             "failed_at": bad,
             "why": self.tried[bad]["failures"] if bad is not None else [],

@@ -154,9 +154,9 @@ def svg_chart(document: dict[str, Any]) -> str:
 def capacity_table(document: dict[str, Any]) -> str:
     """A Markdown table of ``--capacity`` results: what held here, and on a pod."""
     rows = [
-        "| layout | held here (calls) | failed at | why | CPU/call % | memory/call MB "
+        "| layout | cores | held (calls) | failed at | why | CPU/call % | memory/call MB "
         "| pod of 4 cores / 8 GiB holds |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for entry in document["capacity"]:
         pod = entry.get("pod") or {}
@@ -164,7 +164,8 @@ def capacity_table(document: dict[str, Any]) -> str:
         failed = entry["failed_at"] if entry["failed_at"] is not None else "–"
         holds = f"{pod.get('calls', '–')} ({pod.get('limited_by', '–')})" if pod else "–"
         rows.append(
-            f"| {entry['layout']}: {entry['description']} | {entry['holds']} | {failed} | "
+            f"| {entry['layout']}: {entry['description']} | {entry.get('cores', '–')} | "
+            f"{entry['holds']} | {failed} | "
             f"{why} | {_num(pod.get('cpu_percent_per_call'), 2)} | "
             f"{_num(pod.get('memory_mb_per_call'))} | {holds} |"
         )

@@ -49,14 +49,32 @@ class PhaseConfig:
     seed: int = 1
     warmup_s: float = 3.0
     start_timeout_s: float = 180.0
+    cpus: tuple[int, ...] = ()  # pin the process (every thread) to these CPUs; () = not pinned
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "cpus", tuple(self.cpus))  # JSON gives a list
         if self.sessions < 1:
             raise ValueError("sessions must be at least 1")
         if self.executor not in ("thread", "process"):
             raise ValueError("executor must be 'thread' or 'process'")
         if not self.duration_s > 0:
             raise ValueError("duration_s must be positive")
+
+
+def pin(cpus: tuple[int, ...]) -> None:
+    """Run this process, every thread it has and will have, on ``cpus`` only.
+
+    What a pod gets from the kubelet's static CPU manager (a Guaranteed pod with whole CPUs
+    has them to itself), or ``taskset -c`` on a VM. Affinity is per thread on Linux, so each
+    thread already running is pinned too; threads started later inherit it.
+    """
+    if not cpus:
+        return
+    tasks = Path("/proc/self/task")
+    ids = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]
+    for tid in ids:
+        with contextlib.suppress(ProcessLookupError):  # a thread that ended meanwhile
+            os.sched_setaffinity(tid, set(cpus))
 
 
 def _emit(kind: str, data: dict[str, Any]) -> None:
@@ -237,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m bridge.bench.worker PHASE_JSON", file=sys.stderr)
         return 2
     config = PhaseConfig(**json.loads(args[0]))
+    pin(config.cpus)
     from bridge.logs import configure_logging
 
     configure_logging(json=False, level="warning")
