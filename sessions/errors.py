@@ -52,7 +52,8 @@ class MissingSetting(ConfigError):
 
     def __str__(self) -> str:
         why = f" ({self.purpose})" if self.purpose else ""
-        return f"{self.variable} is not set{why}"
+        verb = "are" if "," in self.variable else "is"
+        return f"{self.variable} {verb} not set{why}"
 
 
 class ProfileError(ConfigError):

@@ -13,7 +13,7 @@ from sessions.errors import ConfigError, MissingSetting
 def test_missing_livekit_settings_are_all_named() -> None:
     with pytest.raises(MissingSetting) as caught:
         LiveKitSettings.from_env({"LIVEKIT_URL": "wss://x"})
-    assert str(caught.value).startswith("LIVEKIT_API_KEY, LIVEKIT_API_SECRET is not set")
+    assert str(caught.value).startswith("LIVEKIT_API_KEY, LIVEKIT_API_SECRET are not set")
 
 
 def test_livekit_secrets_are_registered_and_hidden() -> None:
@@ -57,7 +57,7 @@ def test_no_realtime_settings_names_the_variables() -> None:
 
 def test_worker_settings_defaults_and_errors() -> None:
     settings = WorkerSettings.from_env({})
-    assert (settings.executor, settings.log_format, settings.max_sessions) == ("thread", "json", 24)
+    assert (settings.executor, settings.log_format, settings.max_sessions) == ("thread", "json", 12)
     assert WorkerSettings.from_env({}, dev=True).log_format == "console"
     for env in (
         {"BRIDGE_EXECUTOR": "fork"},

@@ -25,7 +25,13 @@ from bridge.tools import TOOLS
 from bridge.trial import TrialResult, run_trial
 from bridge.wavfile import Wav, read_wav
 from sessions.endpoint import Endpoint
-from sessions.simulator import Simulator, SimulatorConfig, add_observer, remove_observer
+from sessions.simulator import (
+    Simulator,
+    SimulatorConfig,
+    add_observer,
+    parse_fault,
+    remove_observer,
+)
 from tests.realtime_schema import check_event
 from tests.simclient import ncc
 
@@ -196,10 +202,18 @@ def test_captions_carry_only_what_was_heard(runs: dict[str, Run]) -> None:
     assert publication.source == 2  # TrackSource.SOURCE_MICROPHONE
 
 
+# Every delta splits a sample (odd byte counts), some are empty, unknown events come between.
+ODD = SimulatorConfig(
+    behavior="echo", faults=(parse_fault("odd_deltas@any"), parse_fault("unknown:6@any"))
+)
+
+
 @pytest.fixture(scope="module")
 def features() -> dict[str, TrialResult]:
-    """Three more calls at once: user captions, a tool call, a typed message mid-answer."""
+    """Five more calls at once: user captions, a tool call, a typed message mid-answer, and
+    the same question answered plainly and in oddly sized deltas with unknown events."""
     problems: list[str] = []
+    odd_calls: list[Any] = []
 
     def observe(dialect: str, event: dict[str, Any]) -> None:
         problems.extend(check_event(dialect, event))
@@ -222,6 +236,7 @@ def features() -> dict[str, TrialResult]:
             async with (
                 Simulator(SimulatorConfig(behavior="echo"), host="127.0.0.1", port=0) as echo,
                 Simulator(SimulatorConfig(behavior="tool"), host="127.0.0.1", port=0) as tool,
+                Simulator(ODD, host="127.0.0.1", port=0) as odd,
             ):
                 profiles = ProfileSet.builtin()
                 caller = read_wav(DEMO)
@@ -244,14 +259,29 @@ def features() -> dict[str, TrialResult]:
                         Endpoint.compatible(echo.url, api_key="k"),
                         on_started=chat_over_the_answer,
                     ),
+                    run_trial(
+                        question, profiles.default, Endpoint.compatible(echo.url, api_key="k")
+                    ),
+                    run_trial(
+                        question,
+                        profiles.default,
+                        Endpoint.compatible(odd.url, api_key="k"),
+                        on_started=lambda call: odd_calls.append(call),
+                    ),
                 )
         finally:
             remove_observer(observe)
-        return dict(zip(("captioned", "tool", "chat"), runs, strict=True))
+        return dict(zip(("captioned", "tool", "chat", "plain", "odd"), runs, strict=True))
 
     result = asyncio.run(main())
     assert not problems, problems[:5]
+    session = odd_calls[0].session.session  # the last socket's session
+    stats = session.protocol.stats
+    ODD_SEEN.update(odd=stats.odd_deltas, unknown=sum(stats.unknown_types.values()))
     return result
+
+
+ODD_SEEN: dict[str, int] = {}
 
 
 def test_user_captions_are_published_on_behalf_of_the_caller(
@@ -296,3 +326,21 @@ def test_a_typed_message_interrupts_the_agent_and_is_answered(
     agent = [x["text"] for x in lines if x["who"] == "agent"]
     assert agent[0].endswith("[interrupted]") and agent[-1] == "What about Berlin?"
     assert summary["responses"] == 2
+
+
+def test_odd_sized_deltas_and_unknown_events_play_like_plain_ones(
+    features: dict[str, TrialResult],
+) -> None:
+    plain, odd = features["plain"], features["odd"]
+    p, o = plain.summary(), odd.summary()
+    assert o["underruns"] == p["underruns"] == 0 and o["dropped_frames"] == 0
+    assert o["errors"] == [] and o["responses"] == p["responses"] == 1
+    assert ODD_SEEN["odd"] > 0 and ODD_SEEN["unknown"] > 0  # the odd run really was odd
+    (p0, p1), (o0, o1) = (
+        segments(r.output, RATE, threshold=30, gap_ms=300)[0] for r in (plain, odd)
+    )
+    assert abs((o1 - o0) - (p1 - p0)) <= 0.02  # the same reply, as long
+    reply_p = plain.output[int(p0 * RATE) : int(p1 * RATE)].astype(np.float32)
+    reply_o = odd.output[int(o0 * RATE) : int(o1 * RATE)].astype(np.float32)
+    n = min(reply_p.size, reply_o.size)
+    assert ncc(reply_p[:n], reply_o[:n]) > 0.99  # sample for sample, no clicks from split samples
