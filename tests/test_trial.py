@@ -213,7 +213,16 @@ def features() -> dict[str, TrialResult]:
     """Five more calls at once: user captions, a tool call, a typed message mid-answer, and
     the same question answered plainly and in oddly sized deltas with unknown events."""
     problems: list[str] = []
-    odd_calls: list[Any] = []
+    odd_sessions: list[Any] = []
+
+    def keep_session(call: Any) -> None:  # the socket in use when the reply starts playing
+        original = call.playout.on_item_started
+
+        def started(item_id: str) -> None:
+            original(item_id)
+            odd_sessions.append(call.session.session)
+
+        call.playout.on_item_started = started
 
     def observe(dialect: str, event: dict[str, Any]) -> None:
         problems.extend(check_event(dialect, event))
@@ -266,7 +275,7 @@ def features() -> dict[str, TrialResult]:
                         question,
                         profiles.default,
                         Endpoint.compatible(odd.url, api_key="k"),
-                        on_started=lambda call: odd_calls.append(call),
+                        on_started=keep_session,
                     ),
                 )
         finally:
@@ -275,8 +284,7 @@ def features() -> dict[str, TrialResult]:
 
     result = asyncio.run(main())
     assert not problems, problems[:5]
-    session = odd_calls[0].session.session  # the last socket's session
-    stats = session.protocol.stats
+    stats = odd_sessions[0].protocol.stats
     ODD_SEEN.update(odd=stats.odd_deltas, unknown=sum(stats.unknown_types.values()))
     return result
 
