@@ -8,10 +8,16 @@
   teardown: ``sim = await simulator(behavior="tone", faults=(...))``.
 - ``sim_process``: factory of ``python -m bridge sim --port 0 ...`` subprocesses; returns a
   ``SimProcess`` (``url``, ``stderr_text()``), terminated at teardown.
+- ``quiet_collector`` (autouse, per module): what ``bridge start`` does before taking calls
+  (``bridge/heap.py``): the objects alive when a module starts leave the garbage collector's
+  full collections until it ends. The suite's process accumulates what hundreds of tests
+  left; without this, one full collection took 250 ms in the middle of ``tests/test_trial.py``'s
+  real-time calls, long enough for the caller's loopback source to run dry.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import select
 import signal
@@ -29,6 +35,14 @@ from tests.realtime_schema import check_event, check_journal
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 JOURNAL_ENV = "BRIDGE_SIM_JOURNAL"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def quiet_collector() -> Iterator[None]:
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
 
 
 @dataclass

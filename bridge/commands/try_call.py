@@ -88,6 +88,7 @@ def execute(args: argparse.Namespace, input_path: Path, output_path: Path) -> in
 
 
 async def _main(args: argparse.Namespace, input_path: Path, output_path: Path) -> dict[str, Any]:
+    from bridge.heap import freeze_long_lived
     from bridge.metrics import BridgeMetrics
     from bridge.profiles import ProfileSet
     from bridge.settings import has_realtime_credentials, price_table, realtime_endpoint
@@ -126,6 +127,7 @@ async def _main(args: argparse.Namespace, input_path: Path, output_path: Path) -
             f" profile {profile.name!r}; Realtime: {where}",
             flush=True,
         )
+        freeze_long_lived(collect=True)  # as bridge start does before calls: bridge/heap.py
         result = await run_trial(wav, profile, endpoint, metrics=metrics, prices=price_table())
     write_wav(output_path, result.output, 24_000)
     summary = result.summary()
