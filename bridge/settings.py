@@ -142,7 +142,7 @@ class WorkerSettings:
 
     profiles_path: str | None = None
     metrics_port: int = 9102
-    max_sessions: int = 12  # one process held 16 on 2 cores: README, Capacity
+    max_sessions: int = 12  # one unpinned process held 15-16 calls: README, Capacity
     drain_timeout: int = 600
     executor: str = "thread"
     idle_processes: int = 1

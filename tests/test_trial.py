@@ -165,9 +165,10 @@ def test_the_correction_is_answered(runs: dict[str, Run], name: str) -> None:
 def echoed(reply: np.ndarray, said: np.ndarray, chunk_s: float = 0.25) -> float:
     """The share of 250 ms pieces of what was said that the reply repeats (ncc > 0.8).
 
-    Piece by piece, each at its own best alignment: when this shared machine is busy, the
-    caller's loopback source (played on the same loop as the call) can run dry and the SDK
-    fills the gap with silence, which shifts the rest of the utterance, and with it the echo.
+    Piece by piece, each at its own best alignment: when the test process stalls (a long
+    collection, a busy machine), the caller's loopback source (played on the same loop as the
+    call) can run dry and the SDK fills the gap with silence, which shifts the rest of the
+    utterance, and with it the echo.
     A reply that is not the utterance matches no piece.
     """
     n = int(chunk_s * RATE)

@@ -50,9 +50,14 @@ def merge_repeats(phases: list[dict[str, Any]]) -> dict[str, Any]:
     if len(phases) == 1:
         return phases[0]
     merged = {**phases[0], "calls": [c for p in phases for c in p["calls"]]}
-    for key in ("cpu_percent", "rss_mb_base", "rss_mb_one", "memory_mb_one"):
-        merged[key] = round(float(np.median([p[key] for p in phases])), 2)
-    for key in ("rss_mb_peak", "memory_mb_peak"):
+    for key in (
+        "cpu_percent",
+        "rss_mb_base",
+        "rss_mb_one",
+        "memory_mb_one",
+        "rss_mb_peak",
+        "memory_mb_peak",
+    ):
         merged[key] = round(float(np.median([p[key] for p in phases])), 2)
     merged["window_s"] = round(sum(p["window_s"] for p in phases), 3)
     merged["repeats"] = len(phases)

@@ -91,7 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--layouts",
         help="comma list for --capacity (default: all): plugin-process, plugin-thread, "
-        "bridge, bridge-x2, bridge-x2-pinned, bridge-process, plugin-process-x2-pinned",
+        "bridge, bridge-x2, bridge-pinned, bridge-x2-pinned, bridge-process, "
+        "plugin-process-x2-pinned",
     )
     parser.add_argument(
         "--max-sessions", type=int, default=64, help="--capacity: the most calls to try"
