@@ -2,7 +2,7 @@
 
 Every record passes through :func:`redact_secrets`, which replaces any registered secret
 (API keys, bearer tokens) wherever it appears in the record. Secrets are registered by
-``bridge.settings`` when it reads them from the environment, so a key that leaks into an
+``bridge.pod.settings`` when it reads them from the environment, so a key that leaks into an
 exception message or a URL is still never written out.
 """
 

@@ -9,7 +9,7 @@ Pure audio plumbing: nothing here imports ``livekit`` or ``asyncio``, or reads t
 - :class:`Mode`, :func:`default_mode` (``modes``): libsoxr configurations and the measured
   default per rate;
 - ``pcm``: input validation and channel downmix; ``measure``: the measurements behind the
-  defaults (``python -m bridge.resampling_report`` prints them).
+  defaults (``python -m bridge.bench.resampling_report`` prints them).
 """
 
 from resampling.framing import Framer

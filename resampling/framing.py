@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from resampling.errors import InvalidParameter, MalformedAudio
 from resampling.pcm import INT16
-from sessions.errors import ConfigError, MalformedAudio
 
 
 class Framer:
@@ -27,7 +27,7 @@ class Framer:
 
     def __init__(self, chunk_samples: int) -> None:
         if chunk_samples < 1:
-            raise ConfigError(f"chunk_samples must be >= 1, not {chunk_samples}")
+            raise InvalidParameter(f"chunk_samples must be >= 1, not {chunk_samples}")
         self._size = chunk_samples
         self._buffer = np.empty(chunk_samples, INT16)
         self._fill = 0
@@ -41,7 +41,7 @@ class Framer:
         must be a whole number of samples."""
         samples = rate * chunk_ms / 1000.0
         if samples != int(samples) or samples < 1:
-            raise ConfigError(f"{chunk_ms} ms at {rate} Hz is not a whole number of samples")
+            raise InvalidParameter(f"{chunk_ms} ms at {rate} Hz is not a whole number of samples")
         return cls(int(samples))
 
     @property

@@ -14,7 +14,7 @@ from dataclasses import KW_ONLY, dataclass
 from types import MappingProxyType
 from typing import Final, Literal
 
-from sessions.errors import ConfigError, UnsupportedFormat
+from resampling.errors import InvalidParameter, UnsupportedFormat
 
 Quality = Literal["QQ", "LQ", "MQ", "HQ", "VHQ"]
 QUALITIES: Final[tuple[Quality, ...]] = ("QQ", "LQ", "MQ", "HQ", "VHQ")
@@ -43,7 +43,7 @@ class Mode:
 
     def __post_init__(self) -> None:
         if self.quality not in QUALITIES:
-            raise ConfigError(
+            raise InvalidParameter(
                 f"resampling quality must be one of {', '.join(QUALITIES)}, not {self.quality!r}"
             )
 
@@ -66,7 +66,7 @@ ALL_MODES: Final[tuple[Mode, ...]] = (*FIXED_MODES, VR)
 # The rule (from the issue): the least worst-case withheld delay among the modes whose passband
 # is flat within ±0.5 dB up to the band edge (10 kHz, or 0.85 × the narrower side's Nyquist
 # frequency: 3.4 kHz at 8 kHz, 6.8 kHz at 16 kHz, 9.37 kHz at 22.05 kHz) and whose aliases and
-# images stay below -80 dB. Figures from `python -m bridge.resampling_report` (README
+# images stay below -80 dB. Figures from `python -m bridge.bench.resampling_report` (README
 # "Resampling", table 4): python-soxr 1.1.0, 10 ms frames, worst case over a 20 s noise run.
 # QQ withholds almost nothing but has no anti-alias filter (a 15 kHz tone comes back at 0 dB
 # from 48 kHz), so it fails at every rate; LQ's passband is too narrow at every rate (-5.4 to
@@ -96,7 +96,7 @@ _DEFAULT_FROM_REALTIME: Final = VR
 
 
 def check_rate(rate: int) -> int:
-    """``rate`` if the resampler handles it, else :class:`~sessions.errors.UnsupportedFormat`."""
+    """``rate`` if the resampler handles it, else :class:`~resampling.errors.UnsupportedFormat`."""
     if rate not in SUPPORTED_RATES:
         raise UnsupportedFormat("sample rate", rate, ", ".join(map(str, SUPPORTED_RATES)))
     return rate

@@ -3,7 +3,7 @@
 Accepted input is little-endian/native int16 samples, interleaved when there are several
 channels, as ``bytes``, ``bytearray``, a ``memoryview`` (bytes or ``'h'`` items, as
 ``rtc.AudioFrame.data`` is) or a numpy ``int16`` array (1-D interleaved, or 2-D
-``(frames, channels)``). Anything else raises :class:`~sessions.errors.MalformedAudio` before
+``(frames, channels)``). Anything else raises :class:`~resampling.errors.MalformedAudio` before
 any state changes, so a bad buffer never costs audio already accepted.
 
 Downmix averages the channels. Resampled streams average in float32 (exact for up to 8
@@ -19,7 +19,7 @@ from typing import Final, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from sessions.errors import MalformedAudio
+from resampling.errors import MalformedAudio
 
 Pcm: TypeAlias = bytes | bytearray | memoryview | NDArray[np.int16]
 """What :meth:`Resampler.push <resampling.Resampler.push>` accepts."""

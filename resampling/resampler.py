@@ -29,6 +29,7 @@ import numpy as np
 import soxr
 from numpy.typing import NDArray
 
+from resampling.errors import InvalidParameter, InvalidState, UnsupportedFormat
 from resampling.modes import MAX_CHANNELS, Mode, check_rate, default_mode
 from resampling.pcm import (
     INT16,
@@ -38,7 +39,6 @@ from resampling.pcm import (
     to_float_mono,
     to_int16_mono,
 )
-from sessions.errors import ConfigError, InvalidState, UnsupportedFormat
 
 DEFAULT_FADE_MS: Final = 5.0
 """Length of the fade-out/fade-in at a :meth:`Resampler.handover` seam."""
@@ -51,8 +51,8 @@ class Resampler:
     are equal no soxr stream exists: push only validates, downmixes and copies.
 
     Output arrays are always new arrays the caller owns. An empty push returns an empty array.
-    Bad input raises :class:`~sessions.errors.MalformedAudio` and leaves the stream untouched;
-    an unsupported rate or channel count raises :class:`~sessions.errors.UnsupportedFormat`.
+    Bad input raises :class:`~resampling.errors.MalformedAudio` and leaves the stream untouched;
+    an unsupported rate or channel count raises :class:`~resampling.errors.UnsupportedFormat`.
     """
 
     __slots__ = (
@@ -77,7 +77,7 @@ class Resampler:
         if not 1 <= channels <= MAX_CHANNELS:
             raise UnsupportedFormat("channel count", channels, f"1 to {MAX_CHANNELS}")
         if quality is not None and not isinstance(quality, Mode):
-            raise ConfigError(f"quality must be a resampling Mode or None, not {quality!r}")
+            raise InvalidParameter(f"quality must be a resampling Mode or None, not {quality!r}")
         self._in_rate = in_rate
         self._out_rate = out_rate
         self._channels = channels
@@ -179,7 +179,7 @@ class Resampler:
     def flush(self) -> NDArray[np.int16]:
         """End the stream and return the withheld tail, making the total output exact.
 
-        Afterwards :meth:`push` raises :class:`~sessions.errors.InvalidState`; a second flush
+        Afterwards :meth:`push` raises :class:`~resampling.errors.InvalidState`; a second flush
         returns an empty array.
         """
         if self._finished:
@@ -238,7 +238,7 @@ class Resampler:
         if self._finished:
             raise InvalidState("handover() after the resampler stream was flushed")
         if not fade_ms >= 0.0:
-            raise ConfigError(f"fade_ms must be >= 0, not {fade_ms!r}")
+            raise InvalidParameter(f"fade_ms must be >= 0, not {fade_ms!r}")
         successor = Resampler(in_rate, self._out_rate, channels, quality)
         fade_len = round(fade_ms * self._out_rate / 1000.0)
         previous = self._last_out

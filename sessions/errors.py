@@ -1,23 +1,15 @@
-"""The project's one exception tree.
+"""The sessions package's exception tree.
 
-Every error the bridge raises on purpose derives from :class:`BridgeError`. The module
-imports nothing from the project, so every package (``resampling``, ``sessions``,
-``bridge``) can use it without pulling anything else in::
+Every error ``sessions`` raises on purpose derives from :class:`RealtimeError`. The module
+imports nothing from the project (the resampling package keeps its own tree,
+``resampling.errors``; errors only the bridge raises live in ``bridge.errors``)::
 
-    BridgeError
-    ├── ConfigError              a setting, profile or metadata value is unacceptable
-    │   ├── MissingSetting       a required environment variable is not set
-    │   ├── ProfileError         a profiles file is wrong (names file, profile, field)
-    │   └── MetadataError        dispatch metadata is unacceptable
-    ├── ResamplingError          audio handed to the resampler cannot be used
-    │   ├── MalformedAudio       this buffer is wrong (odd bytes, dtype, channels don't divide it)
-    │   └── UnsupportedFormat    a sample rate or channel count the resampler does not handle
-    ├── ProtocolError            the server sent something we cannot use (sans-I/O core)
+    RealtimeError
+    ├── ConfigError              a session, endpoint, price or simulator setting is unacceptable
     ├── InvalidState             our own code called something at the wrong time (a bug)
     ├── UpstreamError            an ``error`` event from the Realtime API
     │   └── SessionUpdateRejected  the server refused our ``session.update``
     ├── SessionFailed            the conversation cannot go on (fatal error, outage too long)
-    ├── BenchmarkError           a ``bridge bench`` phase could not be run or measured
     └── RealtimeConnectionError  the socket to the Realtime API could not be used
         ├── ConnectTimeout       no handshake within the connect timeout
         ├── HandshakeRejected    HTTP status instead of a WebSocket (401/403: a fatal auth error)
@@ -29,104 +21,21 @@ Exceptions carry their fields and build their message in ``__str__``. None of th
 holds a secret: handshake errors keep the status and a reason, never the request headers.
 """
 
+
 from __future__ import annotations
 
 from enum import Enum
 
 
-class BridgeError(Exception):
-    """Root of every error the project raises on purpose."""
+class RealtimeError(Exception):
+    """Root of every error the sessions package raises on purpose."""
 
 
-class ConfigError(BridgeError):
+class ConfigError(RealtimeError):
     """A setting, profile or metadata value is unacceptable."""
 
 
-class MissingSetting(ConfigError):
-    """A required environment variable is not set."""
-
-    def __init__(self, variable: str, purpose: str = "") -> None:
-        super().__init__(variable, purpose)
-        self.variable = variable
-        self.purpose = purpose
-
-    def __str__(self) -> str:
-        why = f" ({self.purpose})" if self.purpose else ""
-        verb = "are" if "," in self.variable else "is"
-        return f"{self.variable} {verb} not set{why}"
-
-
-class ProfileError(ConfigError):
-    """A profiles file is wrong; names the file, the profile and the field."""
-
-    def __init__(self, message: str, *, file: str, profile: str = "", field: str = "") -> None:
-        super().__init__(message, file, profile, field)
-        self.message = message
-        self.file = file
-        self.profile = profile
-        self.field = field
-
-    def __str__(self) -> str:
-        where = self.file
-        if self.profile:
-            where += f": profile {self.profile!r}"
-        if self.field:
-            where += f", field {self.field!r}"
-        return f"{where}: {self.message}"
-
-
-class MetadataError(ConfigError):
-    """Dispatch metadata is unacceptable (invalid JSON, unknown profile, a field not allowed)."""
-
-    def __init__(self, message: str, *, field: str = "") -> None:
-        super().__init__(message, field)
-        self.message = message
-        self.field = field
-
-    def __str__(self) -> str:
-        return (
-            f"dispatch metadata, field {self.field!r}: {self.message}"
-            if self.field
-            else (f"dispatch metadata: {self.message}")
-        )
-
-
-class ResamplingError(BridgeError):
-    """Audio handed to the resampler cannot be used; nothing already accepted is lost."""
-
-
-class MalformedAudio(ResamplingError):
-    """One buffer is wrong (odd byte count, wrong dtype, channels that don't divide it).
-
-    The stream is unchanged: drop the buffer, count it, carry on.
-    """
-
-    def __init__(self, problem: str) -> None:
-        super().__init__(problem)
-        self.problem = problem
-
-    def __str__(self) -> str:
-        return f"malformed audio: {self.problem}"
-
-
-class UnsupportedFormat(ResamplingError):
-    """A sample rate or channel count the resampler does not handle (for this whole stream)."""
-
-    def __init__(self, what: str, value: object, supported: str) -> None:
-        super().__init__(what, value, supported)
-        self.what = what
-        self.value = value
-        self.supported = supported
-
-    def __str__(self) -> str:
-        return f"unsupported {self.what} {self.value!r} (supported: {self.supported})"
-
-
-class ProtocolError(BridgeError):
-    """The server sent something the protocol core cannot use."""
-
-
-class InvalidState(BridgeError):
+class InvalidState(RealtimeError):
     """Our own code called something at a time it is not allowed (a bug, not bad input)."""
 
 
@@ -138,7 +47,7 @@ class ErrorKind(Enum):
     FATAL = "fatal"  # stop: retrying cannot help (bad key, quota, account)
 
 
-class UpstreamError(BridgeError):
+class UpstreamError(RealtimeError):
     """An ``error`` event from the Realtime API, tied to the request that caused it."""
 
     def __init__(
@@ -171,7 +80,7 @@ class SessionUpdateRejected(UpstreamError):
     """The server refused our ``session.update``; nothing of it was applied."""
 
 
-class SessionFailed(BridgeError):
+class SessionFailed(RealtimeError):
     """The conversation cannot go on: a fatal error, or no socket for too long."""
 
     def __init__(self, reason: str, *, fatal: bool) -> None:
@@ -183,11 +92,7 @@ class SessionFailed(BridgeError):
         return self.reason
 
 
-class BenchmarkError(BridgeError):
-    """A benchmark phase could not be run or measured (its worker failed or timed out)."""
-
-
-class RealtimeConnectionError(BridgeError):
+class RealtimeConnectionError(RealtimeError):
     """The socket to the Realtime API could not be opened or used."""
 
 

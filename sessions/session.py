@@ -3,8 +3,8 @@
 :class:`RealtimeSession` pumps the protocol core over a :class:`~sessions.connection.Connection`:
 
 - ``start()`` connects, sends the ``session.update`` built from the frozen
-  :class:`~sessions.config.SessionConfig` and waits for ``session.updated`` (a refusal raises
-  :class:`~sessions.errors.SessionUpdateRejected` with the server's reason);
+  :class:`~sessions.session_config.SessionConfig` and waits for ``session.updated`` (a
+  refusal raises :class:`~sessions.errors.SessionUpdateRejected` with the server's reason);
 - ``run()`` is the single reader loop: each frame goes through the core and every event is
   handed to the ``handler`` *synchronously*, so a barge-in handler can clear playout within
   the same loop iteration that read ``speech_started``;
@@ -28,13 +28,13 @@ from numpy.typing import NDArray
 
 from resampling.framing import Framer
 from sessions import events as ev
-from sessions.config import SessionConfig
 from sessions.connection import Connection, ConnectionOptions
 from sessions.conversation import Conversation
 from sessions.endpoint import Dialect, Endpoint
 from sessions.errors import ConnectionClosed, InvalidState, SessionUpdateRejected
 from sessions.events import ServerEvent
 from sessions.protocol import RealtimeProtocol, Truncation
+from sessions.session_config import SessionConfig
 from sessions.usage import PriceTable, Usage
 
 log = structlog.get_logger("sessions.session")

@@ -46,17 +46,16 @@ from numpy.typing import NDArray
 
 from sessions import events as ev
 from sessions.audio_log import AudioRing
-from sessions.config import SessionConfig
 from sessions.connection import ConnectionOptions
 from sessions.conversation import Conversation
 from sessions.endpoint import Endpoint
 from sessions.errors import (
-    BridgeError,
     ConnectionClosed,
     ConnectionClosedOK,
     ErrorKind,
     HandshakeRejected,
     RealtimeConnectionError,
+    RealtimeError,
     SessionFailed,
     SessionUpdateRejected,
     UpstreamError,
@@ -65,6 +64,7 @@ from sessions.events import ItemId, ServerEvent
 from sessions.protocol import OutboundFrame, Truncation
 from sessions.replay import plan_replay
 from sessions.session import RealtimeSession
+from sessions.session_config import SessionConfig
 from sessions.usage import PriceTable, Usage
 
 log = structlog.get_logger("sessions.supervisor")
@@ -432,7 +432,7 @@ class SessionSupervisor:
                     return
                 except _NotNow:
                     pass
-                except (BridgeError, TimeoutError) as exc:
+                except (RealtimeError, TimeoutError) as exc:
                     # The old socket carries on; if it expires first, recovery takes over.
                     log.warning("realtime.rollover_failed", error=str(exc))
                     self._note_failed_attempt(exc)

@@ -10,9 +10,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sessions.config import ServerVad, SessionConfig
 from sessions.endpoint import Endpoint
 from sessions.events import ServerEvent
+from sessions.session_config import ServerVad, SessionConfig
 from sessions.supervisor import ContinuityOptions, SessionSupervisor
 
 E = TypeVar("E")

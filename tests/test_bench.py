@@ -250,7 +250,7 @@ def test_a_pod_holds_the_calls_per_core_measured_here_unless_memory_runs_out() -
 
 PIN_PROBE = """
 import os, sys, threading
-from bridge.bench.worker import pin
+from bridge.bench.phase import pin
 release, seen = threading.Event(), {}
 def before():  # a thread already running when the process is pinned
     release.wait()

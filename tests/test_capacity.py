@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.worker import ADMISSION_TTL_S, CapacityGate
+from bridge.pod.worker import ADMISSION_TTL_S, CapacityGate
 
 
 def test_load_is_sessions_over_the_maximum() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from livekit import rtc
 
-from bridge.captions import AgentCaptions, AgentState, UserCaptions
-from bridge.loopback import LoopbackParticipant
-from bridge.room import PublishQueue
+from bridge.call.captions import AgentCaptions, AgentState, UserCaptions
+from bridge.room.loopback import LoopbackParticipant
+from bridge.room.participant import PublishQueue
 
 
 async def published(queue: PublishQueue) -> None:

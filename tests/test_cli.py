@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bridge.wavfile import read_wav, write_wav
+from bridge.local.wavfile import read_wav, write_wav
 from tests.conftest import REPO_ROOT
 
 KEY = "sk-proj-wrongwrongwrong0123456789"

@@ -7,8 +7,14 @@ from typing import Any
 import pytest
 from openai.types.realtime import SessionUpdateEvent
 
-from sessions.config import FunctionTool, SemanticVad, ServerVad, SessionConfig, Transcription
 from sessions.errors import ConfigError
+from sessions.session_config import (
+    FunctionTool,
+    SemanticVad,
+    ServerVad,
+    SessionConfig,
+    Transcription,
+)
 
 
 def test_default_config_renders_a_valid_ga_session_update() -> None:

@@ -45,11 +45,11 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from bridge.health import Readiness, serve_metrics
+from bridge.call.profiles import ProfileSet
 from bridge.metrics import BridgeMetrics
-from bridge.profiles import ProfileSet
-from bridge.settings import WorkerSettings
-from bridge.worker import CapacityGate
+from bridge.pod.health import Readiness, serve_metrics
+from bridge.pod.settings import WorkerSettings
+from bridge.pod.worker import CapacityGate
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -67,9 +67,9 @@ CRD_SCHEMAS = {("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICEMONITOR_SC
 
 CONTAINER = "bridge"
 IMAGE_UID = 10001
-LIVEKIT_HEALTH_PORT = 8081  # livekit-agents' own health server (bridge/worker.py)
+LIVEKIT_HEALTH_PORT = 8081  # livekit-agents' own health server (bridge/pod/worker.py)
 # After BRIDGE_DRAIN_TIMEOUT the worker waits up to 30 s for LiveKit's drain
-# (bridge/worker.py) and closes its job processes (shutdown_process_timeout, 10 s).
+# (bridge/pod/worker.py) and closes its job processes (shutdown_process_timeout, 10 s).
 SHUTDOWN_AFTER_DRAIN_S = 40
 HPA_HEADROOM_POINTS = 20  # CPU % between the HPA target and the point a pod reports full
 ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
@@ -152,8 +152,8 @@ def labels_match(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 @cache
 def settings_names() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-    """(documented, read, secret) environment variable names of bridge/settings.py."""
-    tree = ast.parse((ROOT / "bridge" / "settings.py").read_text(encoding="utf-8"))
+    """(documented, read, secret) environment variable names of bridge/pod/settings.py."""
+    tree = ast.parse((ROOT / "bridge" / "pod" / "settings.py").read_text(encoding="utf-8"))
     documented = set(re.findall(r"``([A-Z][A-Z0-9_]+)``", ast.get_docstring(tree) or ""))
     read = {
         node.value
@@ -176,7 +176,7 @@ def settings_names() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
 def test_settings_documents_every_variable_it_reads() -> None:
     documented, read, secret = settings_names()
     assert {"LIVEKIT_URL", "BRIDGE_DRAIN_TIMEOUT", "OPENAI_API_KEY"} <= documented
-    assert read == documented, "bridge/settings.py: docstring and code disagree"
+    assert read == documented, "bridge/pod/settings.py: docstring and code disagree"
     assert {"LIVEKIT_API_SECRET", "OPENAI_API_KEY"} <= secret <= read
 
 

@@ -1,22 +1,45 @@
-"""The exception tree: one root, fields kept, messages built from fields, no secrets."""
+"""The exception trees: a root per package, fields kept, messages built from fields, no secrets."""
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import pytest
 
+from bridge import errors as bridge_errors
+from resampling import errors as resampling_errors
 from sessions import errors
 
 
-def test_every_project_exception_derives_from_the_root() -> None:
+@pytest.mark.parametrize(
+    ("module", "root", "at_least"),
+    [
+        (errors, errors.RealtimeError, 10),
+        (resampling_errors, resampling_errors.ResamplingError, 5),
+        (bridge_errors, bridge_errors.BridgeError, 6),
+    ],
+)
+def test_every_exception_of_a_package_derives_from_its_root(
+    module: ModuleType, root: type[Exception], at_least: int
+) -> None:
     classes = [
         obj
-        for obj in vars(errors).values()
+        for obj in vars(module).values()
         if isinstance(obj, type)
         and issubclass(obj, Exception)
-        and obj.__module__ == errors.__name__
+        and obj.__module__ == module.__name__
     ]
-    assert len(classes) >= 10
-    assert all(issubclass(cls, errors.BridgeError) for cls in classes)
+    assert len(classes) >= at_least
+    assert all(issubclass(cls, root) for cls in classes)
+
+
+def test_the_bridge_groups_every_package_s_errors() -> None:
+    assert issubclass(resampling_errors.InvalidParameter, bridge_errors.BAD_CONFIGURATION)
+    assert issubclass(errors.ConfigError, bridge_errors.BAD_CONFIGURATION)
+    assert issubclass(bridge_errors.ProfileError, bridge_errors.BAD_CONFIGURATION)
+    roots = (errors.RealtimeError, resampling_errors.ResamplingError, bridge_errors.BridgeError)
+    for root in roots:
+        assert issubclass(root, bridge_errors.EXPECTED)
 
 
 @pytest.mark.parametrize(
@@ -30,7 +53,9 @@ def test_handshake_rejection_names_the_cause(status: int, words: str) -> None:
 
 
 def test_profile_error_names_file_profile_and_field() -> None:
-    exc = errors.ProfileError("must be one of ...", file="p.toml", profile="sales", field="voice")
+    exc = bridge_errors.ProfileError(
+        "must be one of ...", file="p.toml", profile="sales", field="voice"
+    )
     assert str(exc) == "p.toml: profile 'sales', field 'voice': must be one of ..."
 
 

@@ -13,11 +13,11 @@ import websockets
 from hypothesis import given, settings, strategies as st
 
 from sessions import events as ev
-from sessions.config import SessionConfig
 from sessions.conversation import MAX_ITEMS
 from sessions.endpoint import Endpoint
 from sessions.protocol import MAX_PENDING, MAX_TRACKED, RealtimeProtocol
 from sessions.session import RealtimeSession
+from sessions.session_config import SessionConfig
 from tests import frames as f
 
 PCM = bytes(range(256)) * 4

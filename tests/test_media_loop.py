@@ -1,6 +1,6 @@
 """Calls on the process's media loop, the room on its own: the production threading.
 
-``bridge.agent`` runs every call on one :class:`MediaLoop` while each job's room stays on the
+``bridge.pod.agent`` runs every call on one :class:`MediaLoop` while each job's room stays on the
 job's loop. Here the test's loop plays the room (a loopback caller, the agent's recorded
 participant) and a media loop runs the calls, exactly as ``run_job`` wires them.
 """
@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import structlog
 
-from bridge.agent import CallRegistry
-from bridge.call import Call
-from bridge.loopback import Listener, LoopbackCaller, LoopbackParticipant
-from bridge.media_loop import LoopBoundParticipant, MediaLoop
-from bridge.profiles import ProfileSet
-from bridge.room import Human
-from bridge.wavfile import read_wav
+from bridge.call.call import Call
+from bridge.call.profiles import ProfileSet
+from bridge.local.wavfile import read_wav
+from bridge.pod.agent import CallRegistry
+from bridge.room.loopback import Listener, LoopbackCaller, LoopbackParticipant
+from bridge.room.media_loop import LoopBoundParticipant, MediaLoop
+from bridge.room.participant import Human
 from sessions.endpoint import Endpoint
 from tests.test_trial import DEMO
 
@@ -118,7 +118,7 @@ async def test_a_call_on_the_media_loop_converses_and_drains_through_the_room_lo
 FREEZE_PROBE = """
 import gc
 from bridge import heap
-from bridge.media_loop import MediaLoop
+from bridge.room.media_loop import MediaLoop
 assert gc.get_freeze_count() == 0
 media = MediaLoop.shared()  # a process's first call: what is alive leaves full collections
 frozen = gc.get_freeze_count()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bridge.mixer import Mixer
+from bridge.call.mixer import Mixer
 
 
 def const(value: int, n: int) -> np.ndarray:

@@ -12,24 +12,22 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from importlib import resources
-from pathlib import Path
 
 import structlog
 
-from bridge.agent import CallRegistry
-from bridge.call import Call
+from bridge.call.call import Call
+from bridge.call.profiles import ProfileSet
+from bridge.local.trial import run_trial
+from bridge.local.wavfile import Wav, demo_recording, read_wav
 from bridge.logs import configure_logging
-from bridge.loopback import LoopbackParticipant
-from bridge.profiles import ProfileSet
-from bridge.trial import run_trial
-from bridge.wavfile import Wav, read_wav
+from bridge.pod.agent import CallRegistry
+from bridge.room.loopback import LoopbackParticipant
 from sessions.endpoint import Endpoint
 from tests.conftest import REPO_ROOT
 
 
 def question() -> Wav:
-    demo = read_wav(Path(str(resources.files("bridge").joinpath("assets/demo_caller.wav"))))
+    demo = read_wav(demo_recording())
     return Wav(demo.samples[: 6 * demo.rate], demo.rate, demo.channels)
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from bridge.loopback import Listener
-from bridge.playout import SAMPLE_RATE, Playout
+from bridge.call.playout import SAMPLE_RATE, Playout
+from bridge.room.loopback import Listener
 
 FRAME = SAMPLE_RATE // 100  # 10 ms
 

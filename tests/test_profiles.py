@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.profiles import MAX_METADATA_BYTES, ProfileSet
-from sessions.config import SemanticVad, ServerVad
-from sessions.errors import ProfileError
+from bridge.call.profiles import MAX_METADATA_BYTES, ProfileSet
+from bridge.errors import ProfileError
+from sessions.session_config import SemanticVad, ServerVad
 
 GOOD = """
 [defaults]

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from resampling import Framer
-from sessions.errors import ConfigError, MalformedAudio
+from resampling.errors import InvalidParameter, MalformedAudio
 
 
 def ramp(start: int, count: int) -> np.ndarray:
@@ -17,11 +17,11 @@ def ramp(start: int, count: int) -> np.ndarray:
 def test_20_ms_at_24k_is_480_samples() -> None:
     assert Framer.for_duration(24_000, 20).chunk_samples == 480
     assert Framer.for_duration(24_000, 10).chunk_samples == 240
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidParameter):
         Framer.for_duration(22_050, 10)  # 220.5 samples
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidParameter):
         Framer.for_duration(24_000, 0.01)
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidParameter):
         Framer(0)
 
 

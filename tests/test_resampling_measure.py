@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from resampling import Resampler
-from resampling.measure import (
+from bridge.bench.resampling_measure import (
     Verdict,
     Withheld,
     band_edge_hz,
@@ -25,7 +24,8 @@ from resampling.measure import (
     tone_gain_db,
     withheld_delay,
 )
-from sessions.errors import ConfigError
+from bridge.errors import ConfigError
+from resampling import Resampler
 
 
 class DelayLine:

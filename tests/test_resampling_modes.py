@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from resampling import HQ, SUPPORTED_RATES, VR, Mode, default_mode
+from resampling.errors import InvalidParameter, UnsupportedFormat
 from resampling.modes import ALL_MODES, FIXED_MODES, check_rate
-from sessions.errors import ConfigError, UnsupportedFormat
 
 PACKAGE = Path(__file__).resolve().parent.parent / "resampling"
 STDLIB = {"__future__", "collections", "dataclasses", "functools", "gc", "itertools", "math"}
@@ -25,7 +25,7 @@ def test_a_mode_is_a_frozen_quality_and_vr_flag() -> None:
     assert len(FIXED_MODES) == 5
     with pytest.raises(dataclasses.FrozenInstanceError):
         HQ.vr = True  # type: ignore[misc]
-    with pytest.raises(ConfigError, match="must be one of"):
+    with pytest.raises(InvalidParameter, match="must be one of"):
         Mode("XQ")  # type: ignore[arg-type]
 
 

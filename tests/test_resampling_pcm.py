@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from resampling.errors import MalformedAudio
 from resampling.pcm import as_samples, float_to_int16, to_float_mono, to_int16_mono
-from sessions.errors import MalformedAudio
 
 
 def test_arrays_come_back_as_views_and_bytes_are_read_in_place() -> None:

@@ -1,4 +1,4 @@
-"""``python -m bridge.resampling_report`` runs end to end (briefly) and prints its tables."""
+"""``python -m bridge.bench.resampling_report`` runs end to end (briefly) and prints its tables."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bridge import resampling_report
+from bridge.bench import resampling_report
 
 
 @pytest.fixture(scope="module")

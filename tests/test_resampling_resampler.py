@@ -11,16 +11,16 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from numpy.typing import NDArray
 
+from bridge.bench.resampling_measure import judge, spurious_level, tone_gain_db, withheld_delay
 from resampling import HQ, LQ, MQ, QQ, SUPPORTED_RATES, VHQ, VR, Mode, Resampler, default_mode
-from resampling.measure import judge, spurious_level, tone_gain_db, withheld_delay
-from resampling.pcm import Pcm
-from sessions.errors import (
-    ConfigError,
+from resampling.errors import (
+    InvalidParameter,
     InvalidState,
     MalformedAudio,
     ResamplingError,
     UnsupportedFormat,
 )
+from resampling.pcm import Pcm
 from tests.resampling_support import chunked, exact_count, noise, one_shot
 
 CHUNK_SIZES = [1, 7, 160, 441, 480, 509, 960]
@@ -253,7 +253,7 @@ def test_unsupported_channel_counts_are_refused(channels: int) -> None:
 
 
 def test_quality_must_be_a_mode() -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidParameter):
         Resampler(48_000, 24_000, quality="HQ")  # type: ignore[arg-type]
 
 
@@ -437,7 +437,7 @@ def test_handover_to_an_unsupported_rate_changes_nothing() -> None:
     resampler.push(noise(480))
     with pytest.raises(UnsupportedFormat):
         resampler.handover(11_025)
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidParameter):
         resampler.handover(16_000, fade_ms=-1.0)
     assert not resampler.finished
     resampler.push(noise(480))  # still streaming

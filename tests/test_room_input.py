@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from livekit import rtc
 
-from bridge.room import Human
-from bridge.room_input import RoomInput
+from bridge.call.room_input import RoomInput
+from bridge.room.participant import Human
 
 RATE = 24_000
 

@@ -8,7 +8,7 @@ import numpy as np
 from livekit import rtc
 from livekit.rtc._ffi_client import FfiClient
 
-from bridge.routed_audio import RoutedAudioSource, RoutedAudioStream, _Router
+from bridge.room.routed_audio import RoutedAudioSource, RoutedAudioStream, _Router
 
 RATE = 48_000
 FRAME = RATE // 100

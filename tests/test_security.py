@@ -6,19 +6,17 @@ from __future__ import annotations
 import io
 import json
 import logging
-from importlib import resources
-from pathlib import Path
 
 import pytest
 import structlog
 from prometheus_client import CollectorRegistry, generate_latest
 
+from bridge.call.profiles import ProfileSet
+from bridge.local.trial import run_trial
+from bridge.local.wavfile import demo_recording, read_wav
 from bridge.logs import configure_logging
 from bridge.metrics import BridgeMetrics
-from bridge.profiles import ProfileSet
-from bridge.settings import realtime_endpoint
-from bridge.trial import run_trial
-from bridge.wavfile import read_wav
+from bridge.pod.settings import realtime_endpoint
 from sessions.connection import Connection
 from sessions.errors import HandshakeRejected
 from sessions.simulator import Simulator, SimulatorConfig
@@ -43,7 +41,7 @@ def leaks(text: str) -> list[str]:
 
 
 async def test_a_whole_call_leaks_the_key_nowhere(captured: io.StringIO) -> None:
-    demo = Path(str(resources.files("bridge").joinpath("assets/demo_caller.wav")))
+    demo = demo_recording()
     wav = read_wav(demo)
     short = type(wav)(wav.samples[: 6 * wav.rate], wav.rate, wav.channels)
     registry = CollectorRegistry()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.errors import ConfigError, MissingSetting
 from bridge.logs import scrub
-from bridge.settings import LiveKitSettings, WorkerSettings, realtime_endpoint
+from bridge.pod.settings import LiveKitSettings, WorkerSettings, realtime_endpoint
 from sessions.endpoint import Dialect
-from sessions.errors import ConfigError, MissingSetting
 
 
 def test_missing_livekit_settings_are_all_named() -> None:

@@ -18,17 +18,15 @@ import asyncio
 import os
 import re
 import time
-from importlib import resources
-from pathlib import Path
 
 import numpy as np
 import psutil
 import pytest
 
-from bridge.call import Call
-from bridge.profiles import ProfileSet
-from bridge.trial import TrialOptions, run_trial
-from bridge.wavfile import Wav, read_wav
+from bridge.call.call import Call
+from bridge.call.profiles import ProfileSet
+from bridge.local.trial import TrialOptions, run_trial
+from bridge.local.wavfile import Wav, demo_recording, read_wav
 from sessions.endpoint import Endpoint
 
 pytestmark = pytest.mark.slow
@@ -39,7 +37,7 @@ EXPIRE_S = 120
 
 def long_caller(seconds: float, seed: int = 3) -> Wav:
     """Questions and corrections from the demo caller, with pauses, for ``seconds``."""
-    demo = read_wav(Path(str(resources.files("bridge").joinpath("assets/demo_caller.wav"))))
+    demo = read_wav(demo_recording())
     rate = demo.rate
     question = demo.samples[int(0.6 * rate) : int(4.25 * rate)]
     correction = demo.samples[int(6.15 * rate) : int(8.5 * rate)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from bridge.tools import ToolContext, run_tool
+from bridge.call.tools import ToolContext, run_tool
 
 FIXED = dt.datetime(2026, 11, 21, 12, 30, tzinfo=dt.UTC)
 

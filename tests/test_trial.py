@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, replace
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import soxr
 
-from bridge.profiles import ProfileSet
-from bridge.tools import TOOLS
-from bridge.trial import TrialResult, run_trial
-from bridge.wavfile import Wav, read_wav
+from bridge.call.profiles import ProfileSet
+from bridge.call.tools import TOOLS
+from bridge.local.trial import TrialResult, run_trial
+from bridge.local.wavfile import Wav, demo_recording, read_wav
 from sessions.endpoint import Endpoint
 from sessions.simulator import (
     Simulator,
@@ -36,7 +34,7 @@ from tests.realtime_schema import check_event
 from tests.simclient import ncc
 
 RATE = 24_000
-DEMO = Path(str(resources.files("bridge").joinpath("assets/demo_caller.wav")))
+DEMO = demo_recording()
 
 
 def variants() -> dict[str, Wav]:

@@ -12,7 +12,7 @@ Modules, from the outside in:
 - ``runner``: the orchestration in the ``bridge bench`` process: the simulator process, one
   worker process per measured phase (the loopback-only floor, then the engine), the progress
   display, the summary, the capacity search;
-- ``worker``: one measured phase in its own process: ``livekit-agents``' ``AgentServer``
+- ``phase``: one measured phase in its own process: ``livekit-agents``' ``AgentServer``
   (unregistered, fake jobs) with the chosen executor, CPU and memory sampling;
 - ``job``: one call inside a job: loopbacks, engine, probes; writes its figures to a file;
 - ``engines``: the engines (``bridge``, ``livekit-plugin``) and the loopback-only floors;
@@ -20,4 +20,8 @@ Modules, from the outside in:
 - ``pattern``: what the caller says and when; ``meter``: the probes (engine-agnostic where
   the truth is in the room: the listener's audio); ``stalls``: event-loop and GC pauses;
 - ``summary``: pooled figures per phase, the JSON fields; ``report``: table and SVG chart.
+
+The smaller benchmarks live here too: ``pipeline`` (the bridge's own latencies at one
+session), ``protocol`` (the protocol core's hot path), ``resampling_report`` with
+``resampling_measure`` (every resampling mode against the SDK's).
 """

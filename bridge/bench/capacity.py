@@ -31,9 +31,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bridge.bench.phase import PhaseConfig
 from bridge.bench.runner import Progress, command_line, machine, run_workers, workspace
 from bridge.bench.summary import run_summary
-from bridge.bench.worker import PhaseConfig
 
 POD_CORES = 4
 POD_MEMORY_MB = 8192

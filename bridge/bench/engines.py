@@ -1,6 +1,6 @@
 """The engines under test, and the loopback-only floors their CPU is measured against.
 
-- ``bridge``: our :class:`~bridge.call.Call`, exactly as ``bridge.agent`` runs it: on the
+- ``bridge``: our :class:`~bridge.call.call.Call`, exactly as ``bridge.pod.agent`` runs it: on the
   process's media loop, publishing through a loop-bound participant to the room's loop, with
   the default profile, reading the caller at 48 kHz in 10 ms frames.
 - ``livekit-plugin``: LiveKit Agents' ``AgentSession`` with ``livekit.plugins.openai``'s
@@ -45,10 +45,10 @@ from bridge.bench.meter import (
     Truncation,
 )
 from bridge.bench.plugin_room import BenchCaller, BenchParticipant, BenchRoom
-from bridge.loopback import LoopbackCaller
-from bridge.media_loop import LoopBoundParticipant, MediaLoop
-from bridge.profiles import ProfileSet
-from bridge.routed_audio import RoutedAudioSource, RoutedAudioStream
+from bridge.call.profiles import ProfileSet
+from bridge.room.loopback import LoopbackCaller
+from bridge.room.media_loop import LoopBoundParticipant, MediaLoop
+from bridge.room.routed_audio import RoutedAudioSource, RoutedAudioStream
 
 ENGINES = ("bridge", "livekit-plugin")
 AGENT_RATE = 24_000
@@ -138,8 +138,8 @@ class BridgeEngine:
     async def _start(
         self, caller: LoopbackCaller, participant: BenchParticipant, probes: Probes
     ) -> None:
-        from bridge.call import Call, CallOptions
-        from bridge.room import Human
+        from bridge.call.call import Call, CallOptions
+        from bridge.room.participant import Human
         from sessions import events as ev
         from sessions.endpoint import Endpoint
         from sessions.protocol import OutboundFrame

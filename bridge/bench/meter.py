@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from bridge.records import Window
+from bridge.call.records import Window
 
 RATE = 24_000
 SUBFRAME = RATE // 100  # 10 ms at 24 kHz

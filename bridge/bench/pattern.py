@@ -20,15 +20,13 @@ import enum
 import random
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import soxr
 from numpy.typing import NDArray
 
-from bridge.wavfile import read_wav
+from bridge.local.wavfile import demo_recording, read_wav
 
 FRAME_MS = 10
 NOISE_LSB = (2, 6)  # noise floor: |sample| in this range, random sign (about -77 dBFS)
@@ -78,7 +76,7 @@ class _State(enum.Enum):
 @cache
 def bundled_utterances(rate: int) -> tuple[NDArray[np.int16], ...]:
     """The two utterances of the bundled recording, at ``rate``."""
-    path = Path(str(resources.files("bridge").joinpath("assets/demo_caller.wav")))
+    path = demo_recording()
     wav = read_wav(path)
     mono = wav.mono()
     out = []

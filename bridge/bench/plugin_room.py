@@ -1,8 +1,8 @@
 """A loopback stand-in for ``rtc.Room``: enough of one for both engines to run on unchanged.
 
 Our bridge publishes through :class:`BenchParticipant` (it implements
-``bridge.room.AgentParticipant``). LiveKit's ``RoomIO`` — the plugin's own room input and
-output, used as they are: 50 ms input frames with AGC, the 200 ms output queue, transcript
+``bridge.room.participant.AgentParticipant``). LiveKit's ``RoomIO`` — the plugin's own room
+input and output, used as they are: 50 ms input frames with AGC, the 200 ms output queue, transcript
 synchronisation, agent state, the session host's events — runs on :class:`BenchRoom`, which
 offers one caller (a loopback track) and the same participant.
 

@@ -1,7 +1,7 @@
 """``bridge bench`` itself: the simulator process, the measured phases, the summary.
 
 For each number of sessions and each engine, two phases run one after the other, each in a
-fresh worker process (:mod:`bridge.bench.worker`) so that neither inherits the other's
+fresh worker process (:mod:`bridge.bench.phase`) so that neither inherits the other's
 imports, memory or threads: the loopback-only floor of that engine, then the engine. The
 simulator runs in its own process for the whole benchmark (its CPU is not counted).
 """
@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from bridge.bench.engines import ENGINES
+from bridge.bench.phase import PhaseConfig
 from bridge.bench.summary import comparison, merge_repeats, run_summary
-from bridge.bench.worker import PhaseConfig
-from sessions.errors import BenchmarkError
+from bridge.errors import BenchmarkError
 
 SIM_START_TIMEOUT_S = 30.0
 
@@ -126,7 +126,7 @@ def simulator_process(log: Path) -> Iterator[str]:
 
 def run_phase(config: PhaseConfig, progress: Progress | None, log: Path) -> dict[str, Any]:
     """Run one phase in a worker process; its figures (raises :class:`BenchmarkError`)."""
-    command = [sys.executable, "-m", "bridge.bench.worker", json.dumps(asdict(config))]
+    command = [sys.executable, "-m", "bridge.bench.phase", json.dumps(asdict(config))]
     result: dict[str, Any] | None = None
     with log.open("w", encoding="utf-8") as err:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from bridge.records import percentiles
+from bridge.call.records import percentiles
 
 LATENCIES = (
     "in_latency_ms",

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         return _capacity(args)
     from bridge.bench.report import comparison_lines, svg_chart, table
     from bridge.bench.runner import BenchOptions, Progress, run_bench
-    from sessions.errors import BenchmarkError
+    from bridge.errors import BenchmarkError
 
     try:
         options = BenchOptions(
@@ -141,7 +141,7 @@ def _capacity(args: argparse.Namespace) -> int:
     from bridge.bench.capacity import LAYOUTS, CapacityOptions, run_capacity
     from bridge.bench.report import capacity_table
     from bridge.bench.runner import Progress
-    from sessions.errors import BenchmarkError
+    from bridge.errors import BenchmarkError
 
     layouts = (
         tuple(x.strip() for x in args.layouts.split(",") if x.strip())

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-from importlib import resources
 from pathlib import Path
 
 from bridge.commands.try_call import add_common_arguments, execute
@@ -24,5 +23,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     output = args.output or Path(tempfile.mkdtemp(prefix="bridge-demo-")) / "agent.wav"
-    with resources.as_file(resources.files("bridge").joinpath("assets/demo_caller.wav")) as wav:
-        return execute(args, wav, output)
+    from bridge.local.wavfile import demo_recording
+
+    return execute(args, demo_recording(), output)

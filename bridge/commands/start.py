@@ -1,6 +1,6 @@
 """``bridge start`` / ``bridge dev``: run the LiveKit worker with the configured profiles.
 
-Settings come from the environment (``bridge.settings``). Missing LiveKit or Realtime
+Settings come from the environment (``bridge.pod.settings``). Missing LiveKit or Realtime
 settings print a message naming each missing variable and exit with status 2.
 """
 
@@ -10,7 +10,7 @@ import argparse
 import asyncio
 import sys
 
-from sessions.errors import BridgeError, ConfigError
+from bridge.errors import BAD_CONFIGURATION, EXPECTED
 
 DEV = False
 
@@ -20,9 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, *, dev: bool = DEV) -> int:
+    from bridge.call.profiles import ProfileSet
     from bridge.logs import configure_logging
-    from bridge.profiles import ProfileSet
-    from bridge.settings import LiveKitSettings, WorkerSettings, realtime_endpoint
+    from bridge.pod.settings import LiveKitSettings, WorkerSettings, realtime_endpoint
 
     try:
         settings = WorkerSettings.from_env(dev=dev)
@@ -37,15 +37,15 @@ def run(args: argparse.Namespace, *, dev: bool = DEV) -> int:
         )
         for profile in profiles.profiles.values():  # fail now, not on the first call
             realtime_endpoint(profile.session.model)
-    except ConfigError as exc:
+    except BAD_CONFIGURATION as exc:
         print(f"bridge {'dev' if dev else 'start'}: {exc}", file=sys.stderr)
         return 2
 
-    from bridge.worker import run_worker
+    from bridge.pod.worker import run_worker
 
     try:
         asyncio.run(run_worker(settings, livekit, dev=dev))
-    except BridgeError as exc:
+    except EXPECTED as exc:
         print(f"bridge: {exc}", file=sys.stderr)
         return 1
     return 0

@@ -21,7 +21,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from sessions.errors import BridgeError, ConfigError
+from bridge.errors import BAD_CONFIGURATION, EXPECTED
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,10 +72,10 @@ def execute(args: argparse.Namespace, input_path: Path, output_path: Path) -> in
     configure_logging(json=False, level=args.log_level)
     try:
         summary = asyncio.run(_main(args, input_path, output_path))
-    except ConfigError as exc:
+    except BAD_CONFIGURATION as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except BridgeError as exc:
+    except EXPECTED as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     failed = summary.get("failed", False)
@@ -88,12 +88,12 @@ def execute(args: argparse.Namespace, input_path: Path, output_path: Path) -> in
 
 
 async def _main(args: argparse.Namespace, input_path: Path, output_path: Path) -> dict[str, Any]:
+    from bridge.call.profiles import ProfileSet
     from bridge.heap import freeze_long_lived
+    from bridge.local.trial import run_trial
+    from bridge.local.wavfile import read_wav, write_wav
     from bridge.metrics import BridgeMetrics
-    from bridge.profiles import ProfileSet
-    from bridge.settings import has_realtime_credentials, price_table, realtime_endpoint
-    from bridge.trial import run_trial
-    from bridge.wavfile import read_wav, write_wav
+    from bridge.pod.settings import has_realtime_credentials, price_table, realtime_endpoint
     from sessions.endpoint import Endpoint
 
     profiles_path = args.profiles or os.environ.get("BRIDGE_PROFILES")
@@ -119,7 +119,7 @@ async def _main(args: argparse.Namespace, input_path: Path, output_path: Path) -
             where = f"the in-process simulator ({args.sim_behavior})"
         metrics = BridgeMetrics()
         if args.metrics_port is not None:
-            from bridge.health import serve_metrics
+            from bridge.pod.health import serve_metrics
 
             await stack.enter_async_context(serve_metrics(args.metrics_port, metrics))
         print(

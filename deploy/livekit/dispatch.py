@@ -2,7 +2,7 @@
 
 The bridge registers with an agent name (LIVEKIT_AGENT_NAME; "realtime-bridge" in the
 production overlay), so LiveKit never dispatches it on its own: each room asks for it, with
-the dispatch metadata the bridge reads (``bridge/profiles.py``)::
+the dispatch metadata the bridge reads (``bridge/call/profiles.py``)::
 
     {"profile": "support", "participant": "caller-7", "overrides": {"voice": "marin"}}
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from .audio import AudioFormat
-from .settings import Rejection, expect, missing, one_of, unknown_keys
+from .session_update import Rejection, expect, missing, one_of, unknown_keys
 from .wire import new_id
 
 _COMMON: Final = frozenset({"id", "type", "object", "status"})

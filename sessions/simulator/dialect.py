@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from .audio import AudioFormat
-from .settings import BETA_SESSION_KEYS, Rejection, expect, in_range, one_of, unknown_keys
+from .session_update import BETA_SESSION_KEYS, Rejection, expect, in_range, one_of, unknown_keys
 
 GA = "ga"
 BETA = "beta"

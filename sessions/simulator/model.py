@@ -53,7 +53,7 @@ from .dialect import (
     session_update_to_ga,
     to_beta,
 )
-from .settings import (
+from .session_update import (
     Rejection,
     check_max_output_tokens,
     check_modalities,

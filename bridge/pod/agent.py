@@ -1,15 +1,15 @@
 """The job entrypoint: one LiveKit room, one bridged call.
 
-Runs inside ``livekit-agents``' own server (``bridge.worker``): the job's room is connected
-audio-only, the dispatch metadata picks the profile, a :class:`~bridge.call.Call` is started
+Runs inside ``livekit-agents``' own server (``bridge.pod.worker``): the job's room is connected
+audio-only, the dispatch metadata picks the profile, a :class:`~bridge.call.call.Call` is started
 on ``ctx.room.local_participant`` and fed by :func:`attach_room`, which forwards the room's
 participant, track and chat events. The agent joins as an AGENT participant (the job token
 from the dispatch says so).
 
 The room stays on the job's loop; the call runs on the process's
-:class:`~bridge.media_loop.MediaLoop` with every other call of the process (one loop for all
+:class:`~bridge.room.media_loop.MediaLoop` with every other call of the process (one loop for all
 the audio, instead of one thread per call fighting the SDK's FFI thread for the GIL), and
-publishes through :class:`~bridge.media_loop.LoopBoundParticipant`.
+publishes through :class:`~bridge.room.media_loop.LoopBoundParticipant`.
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ import structlog
 from livekit import rtc
 from livekit.agents import AutoSubscribe, JobContext
 
-from bridge.call import Call, CallOptions
-from bridge.media_loop import LoopBoundParticipant, MediaLoop
+from bridge.call.call import Call, CallOptions
+from bridge.call.profiles import ProfileSet
 from bridge.metrics import BridgeMetrics, default_metrics
-from bridge.profiles import ProfileSet
-from bridge.room import HUMAN_KINDS, TOPIC_CHAT, Human
-from bridge.settings import realtime_endpoint
+from bridge.pod.settings import realtime_endpoint
+from bridge.room.media_loop import LoopBoundParticipant, MediaLoop
+from bridge.room.participant import HUMAN_KINDS, TOPIC_CHAT, Human
 from sessions.usage import PriceTable
 
-log = structlog.get_logger("bridge.agent")
+log = structlog.get_logger("bridge.pod.agent")
 
 HEARD_SOURCES = frozenset({rtc.TrackSource.SOURCE_MICROPHONE, rtc.TrackSource.SOURCE_UNKNOWN})
 

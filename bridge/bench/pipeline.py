@@ -1,6 +1,6 @@
 """The bridge's own latencies at one session (a benchmark, not a test).
 
-    python -m bridge.pipeline_bench [--rounds 2] [--rate 48000]
+    python -m bridge.bench.pipeline [--rounds 2] [--rate 48000]
 
 Plays the bundled caller recording (resampled to ``--rate``, read from the loopback in 10 ms
 frames as WebRTC delivers them) through the real pipeline against the in-process echo
@@ -22,23 +22,21 @@ import argparse
 import asyncio
 import os
 from dataclasses import replace
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soxr
 
-from bridge.profiles import ProfileSet
-from bridge.records import Window, percentiles
-from bridge.trial import run_trial
-from bridge.wavfile import Wav, read_wav
+from bridge.call.profiles import ProfileSet
+from bridge.call.records import Window, percentiles
+from bridge.local.trial import run_trial
+from bridge.local.wavfile import Wav, demo_recording, read_wav
 from resampling.modes import default_mode
 from sessions.endpoint import Endpoint
 
 
 def _caller(rate: int) -> Wav:
-    path = Path(str(resources.files("bridge").joinpath("assets/demo_caller.wav")))
+    path = demo_recording()
     wav = read_wav(path)
     if wav.rate == rate:
         return wav
@@ -73,7 +71,7 @@ async def _run(chunk_ms: int, rounds: int, rate: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bridge.pipeline_bench",
+        prog="python -m bridge.bench.pipeline",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

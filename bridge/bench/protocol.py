@@ -1,6 +1,6 @@
 """How long the protocol core takes on the audio hot path (a benchmark, not a test).
 
-    python -m sessions.benchmark [--rounds 7] [--number 20000]
+    python -m bridge.bench.protocol [--rounds 7] [--number 20000]
 
 Prints microseconds per operation (the median of ``--rounds`` timings of ``--number`` calls
 each, and the best round):
@@ -89,7 +89,7 @@ def measure(number: int, rounds: int) -> list[tuple[str, float, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m sessions.benchmark",
+        prog="python -m bridge.bench.protocol",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -13,7 +13,7 @@ each ``[profiles.NAME]`` table is one profile::
     max_output_tokens = "inf"          # or 1..4096
     audio_chunk_ms = 20                # caller audio per append: 10 or 20 (40, 50, 100 allowed)
     input = "linked"                   # who is heard: "linked" (one caller) or "mix" (everyone)
-    tools = []                         # built-in tools by name (see bridge.tools)
+    tools = []                         # built-in tools by name (see bridge.call.tools)
     overridable = ["voice", "speed"]   # fields dispatch metadata may change
 
     [profiles.default.turn_detection]  # type = "server_vad" | "semantic_vad" | "none"
@@ -25,7 +25,7 @@ each ``[profiles.NAME]`` table is one profile::
     [profiles.default.input_transcription]   # omit (or model = "none") for no user captions
     model = "gpt-4o-mini-transcribe"
 
-A bad file fails at load time with a :class:`~sessions.errors.ProfileError` naming the file,
+A bad file fails at load time with a :class:`~bridge.errors.ProfileError` naming the file,
 the profile and the field. Secrets never belong in a profile: keys come from the environment
 only, and a field that looks like one is refused.
 
@@ -49,15 +49,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from bridge.tools import TOOLS
-from sessions.config import (
+from bridge.call.tools import TOOLS
+from bridge.errors import ConfigError, MetadataError, ProfileError
+from sessions.errors import ConfigError as SessionConfigError
+from sessions.session_config import (
     SemanticVad,
     ServerVad,
     SessionConfig,
     Transcription,
     TurnDetection,
 )
-from sessions.errors import ConfigError, MetadataError, ProfileError
 
 DEFAULT_PROFILE = "default"
 MAX_METADATA_BYTES = 8192
@@ -144,9 +145,9 @@ class ProfileSet:
 
     @classmethod
     def builtin(cls) -> ProfileSet:
-        """The profiles shipped with the bridge (``bridge/default_profiles.toml``)."""
-        text = resources.files("bridge").joinpath("default_profiles.toml").read_text("utf-8")
-        return cls.parse(text, "bridge/default_profiles.toml")
+        """The profiles shipped with the bridge (``bridge/call/default_profiles.toml``)."""
+        text = resources.files("bridge.call").joinpath("default_profiles.toml").read_text("utf-8")
+        return cls.parse(text, "bridge/call/default_profiles.toml")
 
     @classmethod
     def parse(cls, text: str, source: str) -> ProfileSet:
@@ -294,9 +295,7 @@ def build_profile(name: str, table: Mapping[str, Any], source: str) -> Profile:
             max_output_tokens=table.get("max_output_tokens", "inf"),
             tools=tuple(TOOLS[t].declaration for t in tool_names),
         )
-    except ConfigError as exc:
-        if isinstance(exc, ProfileError):
-            raise
+    except SessionConfigError as exc:  # the session config names the field it refused
         field_name, _, message = str(exc).partition(": ")
         raise fail(field_name, message) from None
     return Profile(

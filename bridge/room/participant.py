@@ -4,12 +4,13 @@ The bridge publishes through a small part of ``rtc.LocalParticipant``'s interfac
 (:class:`AgentParticipant`): publish a track, set attributes, open a text stream, publish a
 legacy transcription. In production that is ``JobContext.room.local_participant`` itself, with
 no adapter; on the loopback (``bridge try``, tests, bench) it is
-``bridge.loopback.LoopbackParticipant``, which records what was published and hands the
+``bridge.room.loopback.LoopbackParticipant``, which records what was published and hands the
 agent's track to a listener.
 
 What the room tells the bridge (participants, tracks, mutes, chat) arrives as plain calls on
-``bridge.room_input.RoomInput`` and ``bridge.call.Call``; :func:`attach_room` forwards a real
-``rtc.Room``'s events to them, the loopback calls them directly.
+``bridge.call.room_input.RoomInput`` and ``bridge.call.call.Call``;
+``bridge.pod.agent.attach_room`` forwards a real ``rtc.Room``'s events to them, the loopback
+calls them directly.
 
 :class:`PublishQueue` runs the room's async publishing calls one after another, in order, off
 the audio path: the event handlers that decide what to publish never wait for the network.
@@ -26,7 +27,7 @@ from typing import Protocol
 import structlog
 from livekit import rtc
 
-log = structlog.get_logger("bridge.room")
+log = structlog.get_logger("bridge.room.participant")
 
 AGENT_STATE = "lk.agent.state"
 TOPIC_TRANSCRIPTION = "lk.transcription"

@@ -30,9 +30,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from bridge.errors import ConfigError, MissingSetting
 from bridge.logs import register_secret
 from sessions.endpoint import Endpoint
-from sessions.errors import ConfigError, MissingSetting
 from sessions.usage import PriceTable
 
 

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import wave
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from sessions.errors import ConfigError
+from bridge.errors import ConfigError
+
+
+def demo_recording() -> Path:
+    """The bundled caller recording (``bridge/assets/demo_caller.wav``): a question, then a
+    correction spoken over the agent's answer (``bridge demo``, tests, the bench's caller)."""
+    return Path(str(resources.files("bridge").joinpath("assets/demo_caller.wav")))
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,8 @@
-"""``python -m bridge.resampling_report``: measure every resampling mode against the SDK's own.
+"""``python -m bridge.bench.resampling_report``: every resampling mode against the SDK's own.
 
 One run measures each libsoxr mode through :class:`resampling.Resampler` and each quality of
 ``livekit.rtc.AudioResampler`` (soxr inside the SDK, reached over its FFI; push and flush need
-no event loop) with the functions of :mod:`resampling.measure`, and prints:
+no event loop) with the functions of :mod:`bridge.bench.resampling_measure`, and prints:
 
 1. 48 kHz → 24 kHz: µs per 10 ms frame (median of interleaved rounds), gains, alias levels;
 2. output withheld beyond the frame, mean/max over a noise run, 10 and 20 ms frames, for 8, 16,
@@ -27,8 +27,7 @@ import numpy as np
 from livekit import rtc
 from numpy.typing import NDArray
 
-from resampling import REALTIME_RATE, Resampler, default_mode
-from resampling.measure import (
+from bridge.bench.resampling_measure import (
     FLAT_DB,
     SPURIOUS_DB,
     ResamplerFactory,
@@ -43,6 +42,7 @@ from resampling.measure import (
     tone_gain_db,
     withheld_delay,
 )
+from resampling import REALTIME_RATE, Resampler, default_mode
 from resampling.modes import ALL_MODES, QUALITIES, Mode
 
 DELAY_RATES = (8_000, 16_000, 44_100, 48_000)
@@ -63,7 +63,8 @@ RULE_PAIRS: tuple[tuple[int, int], ...] = (
 
 
 class RtcStream:
-    """``rtc.AudioResampler`` behind the :class:`resampling.measure.StreamingResampler` protocol."""
+    """``rtc.AudioResampler`` behind the ``StreamingResampler`` protocol of
+    :mod:`bridge.bench.resampling_measure`."""
 
     def __init__(self, in_rate: int, out_rate: int, quality: rtc.AudioResamplerQuality) -> None:
         self._resampler = rtc.AudioResampler(in_rate, out_rate, num_channels=1, quality=quality)
@@ -310,7 +311,7 @@ def render(report: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m bridge.resampling_report",
+        prog="python -m bridge.bench.resampling_report",
         description="Measure soxr modes and livekit.rtc.AudioResampler: cost, delay, quality.",
     )
     parser.add_argument(

@@ -6,7 +6,7 @@ call makes the SDK's FFI thread, which holds one lock per event, fight N busy th
 GIL: ``bridge bench`` measured 16 calls on 16 threads falling apart (underruns, seconds of
 voice-to-voice) at 60 % of two cores, while the same 16 calls on one loop ran clean at 40 %.
 So the job's own loop keeps only the room (its events, its publications), and each
-:class:`~bridge.call.Call` lives on the process's :class:`MediaLoop`:
+:class:`~bridge.call.call.Call` lives on the process's :class:`MediaLoop`:
 
 - :meth:`MediaLoop.run` runs a coroutine there from any other loop and awaits its result
   (cancelling the waiter cancels it); the caller's context variables (structlog's bound
@@ -29,7 +29,7 @@ from typing import Any, ClassVar, TypeVar
 from livekit import rtc
 
 from bridge.heap import freeze_long_lived
-from bridge.room import AgentParticipant, Publication, TextWriter
+from bridge.room.participant import AgentParticipant, Publication, TextWriter
 
 T = TypeVar("T")
 

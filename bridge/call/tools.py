@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sessions.config import FunctionTool
+from sessions.session_config import FunctionTool
 
 
 @dataclass(slots=True)

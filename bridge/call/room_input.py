@@ -5,9 +5,9 @@ Policies:
 - ``linked`` (default): one caller. The identity named in dispatch metadata, or else the first
   human (standard or SIP participant) to join. When they leave, the bridge follows the next
   human present or the next to join (a metadata-named identity is waited for first).
-- ``mix``: every human participant is heard, mixed into one stream (``bridge.mixer``).
+- ``mix``: every human participant is heard, mixed into one stream (``bridge.call.mixer``).
 
-Each heard microphone track is read (``bridge.routed_audio``: an ``rtc.AudioStream`` that
+Each heard microphone track is read (``bridge.room.routed_audio``: an ``rtc.AudioStream`` that
 only wakes for its own frames) in ``frame_ms`` frames at ``stream_rate`` /
 ``stream_channels``, frames are converted with a per-track :class:`resampling.Resampler`
 (a rate or channel change mid-stream is handed over without a click) and the result goes to
@@ -32,12 +32,12 @@ import structlog
 from livekit import rtc
 from numpy.typing import NDArray
 
-from bridge.mixer import Mixer
-from bridge.room import Human
-from bridge.routed_audio import RoutedAudioStream
+from bridge.call.mixer import Mixer
+from bridge.room.participant import Human
+from bridge.room.routed_audio import RoutedAudioStream
 from resampling.resampler import Resampler
 
-log = structlog.get_logger("bridge.room_input")
+log = structlog.get_logger("bridge.call.room_input")
 
 SAMPLE_RATE = 24_000
 Sink = Callable[[NDArray[np.int16], float], None]

@@ -1,7 +1,7 @@
 """Measurements of any streaming resampler: withheld delay, tone gain, alias level, cost per push.
 
 Everything here works on the small :class:`StreamingResampler` protocol (``push`` int16 in,
-int16 mono out; ``flush``), so ``bridge.resampling_report`` can measure our
+int16 mono out; ``flush``), so ``bridge.bench.resampling_report`` can measure our
 :class:`~resampling.Resampler` and ``livekit.rtc.AudioResampler`` (through an adapter) with the
 same code. Figures come from int16 output, like the bridge receives it, so levels below about
 -92 dB (a 0.9 full-scale tone against half an LSB) are reported as a bound, not a value.
@@ -38,8 +38,8 @@ from typing import Any, Final, Protocol, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
+from bridge.errors import ConfigError
 from resampling.modes import REALTIME_RATE
-from sessions.errors import ConfigError
 
 TONE_AMPLITUDE: Final = 0.9 * 32767
 NOISE_RMS: Final = 0.1 * 32767

@@ -14,7 +14,7 @@
 - **Agent state**: the ``lk.agent.state`` attribute (initializing, listening, thinking,
   speaking), published only on change.
 
-All publishing goes through the call's :class:`~bridge.room.PublishQueue`, in order.
+All publishing goes through the call's :class:`~bridge.room.participant.PublishQueue`, in order.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from livekit import rtc
 
-from bridge.room import (
+from bridge.room.participant import (
     AGENT_STATE,
     ATTR_FINAL,
     ATTR_SEGMENT_ID,

@@ -4,8 +4,8 @@
 module: who is heard (``room_input``), the agent's audio (``playout``), captions and agent
 state (``captions``), the Realtime conversation across sockets (``sessions.supervisor``), the
 figures (``records``, ``metrics``, ``latency``). The same code runs on a real room
-(``bridge.agent``) and on the loopback (``bridge.trial``): only the
-:class:`~bridge.room.AgentParticipant` and the calls into :attr:`Call.input` differ.
+(``bridge.pod.agent``) and on the loopback (``bridge.local.trial``): only the
+:class:`~bridge.room.participant.AgentParticipant` and the calls into :attr:`Call.input` differ.
 
 Barge-in happens inside the handler of ``input_audio_buffer.speech_started``, in the same
 event-loop step that read it: the source queue is cleared synchronously, the rest of the
@@ -29,22 +29,22 @@ import structlog
 from livekit import rtc
 from numpy.typing import NDArray
 
-from bridge.captions import AgentCaptions, AgentState, UserCaptions
-from bridge.latency import CallerTimeline, InputLatency
+from bridge.call.captions import AgentCaptions, AgentState, UserCaptions
+from bridge.call.latency import CallerTimeline, InputLatency
+from bridge.call.playout import SAMPLE_RATE, Playout
+from bridge.call.profiles import Profile
+from bridge.call.records import CallRecord, TruncationRecord
+from bridge.call.room_input import RoomInput
+from bridge.call.tools import ToolContext, run_tool
+from bridge.errors import EXPECTED
 from bridge.logs import scrub
 from bridge.metrics import BridgeMetrics
-from bridge.playout import SAMPLE_RATE, Playout
-from bridge.profiles import Profile
-from bridge.records import CallRecord, TruncationRecord
-from bridge.room import AgentParticipant, PublishQueue
-from bridge.room_input import RoomInput
-from bridge.routed_audio import RoutedAudioSource
-from bridge.tools import ToolContext, run_tool
+from bridge.room.participant import AgentParticipant, PublishQueue
+from bridge.room.routed_audio import RoutedAudioSource
 from sessions import events as ev
 from sessions.connection import ConnectionOptions
 from sessions.endpoint import Endpoint
 from sessions.errors import (
-    BridgeError,
     ConnectTimeout,
     ErrorKind,
     HandshakeRejected,
@@ -56,7 +56,7 @@ from sessions.protocol import OutboundFrame
 from sessions.supervisor import ContinuityOptions, SessionSupervisor
 from sessions.usage import PriceTable
 
-log = structlog.get_logger("bridge.call")
+log = structlog.get_logger("bridge.call.call")
 
 AGENT_TRACK_NAME = "agent_audio"
 
@@ -233,8 +233,8 @@ class Call:
             return
         exc = task.exception()
         if exc is not None:
-            reason = str(exc) if isinstance(exc, BridgeError) else f"{type(exc).__name__}: {exc}"
-            if not isinstance(exc, BridgeError):
+            reason = str(exc) if isinstance(exc, EXPECTED) else f"{type(exc).__name__}: {exc}"
+            if not isinstance(exc, EXPECTED):
                 log.error("call.task_failed", task=task.get_name(), exc_info=exc)
             self.end(reason, failed=True)
 

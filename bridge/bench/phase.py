@@ -1,6 +1,6 @@
 """One measured phase of ``bridge bench``, in a process of its own.
 
-    python -m bridge.bench.worker '{"engine": "bridge", "sessions": 8, ...}'
+    python -m bridge.bench.phase '{"engine": "bridge", "sessions": 8, ...}'
 
 Runs ``livekit-agents``' own ``AgentServer`` unregistered (no LiveKit server needed) with the
 requested job executor, launches ``sessions`` fake jobs whose entrypoint is a benchmark call
@@ -153,7 +153,7 @@ async def run_phase(config: PhaseConfig) -> dict[str, Any]:
         engine=config.engine, sim_url=config.sim_url, out_dir=str(out_dir), seed=config.seed
     ).to_env()
     if config.engine.endswith("bridge"):  # as `bridge start` runs; the plugin keeps the default
-        from bridge.worker import skip_local_models
+        from bridge.pod.worker import skip_local_models
 
         skip_local_models()
     if config.engine in ("bridge", "livekit-plugin"):  # import before measuring the base
@@ -163,7 +163,7 @@ async def run_phase(config: PhaseConfig) -> dict[str, Any]:
             engines.install_plugin_hooks()
             import livekit.plugins.openai  # noqa: F401
         else:
-            import bridge.call  # noqa: F401
+            import bridge.call.call  # noqa: F401
     meter = TreeMeter()
     rss_base = meter.memory_mb()[0]
 
@@ -252,7 +252,7 @@ async def run_phase(config: PhaseConfig) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m bridge.bench.worker PHASE_JSON", file=sys.stderr)
+        print("usage: python -m bridge.bench.phase PHASE_JSON", file=sys.stderr)
         return 2
     config = PhaseConfig(**json.loads(args[0]))
     pin(config.cpus)

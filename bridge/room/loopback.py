@@ -25,7 +25,7 @@ import numpy as np
 from livekit import rtc
 from numpy.typing import NDArray
 
-from bridge.routed_audio import RoutedAudioSource, RoutedAudioStream
+from bridge.room.routed_audio import RoutedAudioSource, RoutedAudioStream
 
 _sids = itertools.count(1)
 
@@ -81,7 +81,7 @@ class _Publication:
 
 
 class LoopbackParticipant:
-    """Records what the bridge publishes; implements ``bridge.room.AgentParticipant``."""
+    """Records what the bridge publishes; an ``AgentParticipant`` (:mod:`.participant`)."""
 
     def __init__(
         self, identity: str = "agent-loopback", clock: Callable[[], float] = time.monotonic

@@ -2,7 +2,7 @@
 
 A recording plays as the caller, in real time, into a loopback track the bridge hears; the
 agent's published track is recorded by a loopback listener exactly as another participant
-would receive it. Everything between is the production code: :class:`~bridge.call.Call` with
+would receive it. Everything between is the production code: :class:`~bridge.call.call.Call` with
 its room input, resampler, Realtime session, playout, captions and barge-in.
 
 The output is time-aligned with the input: sample 0 of the output is the moment the caller's
@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from bridge.call import Call, CallOptions
-from bridge.loopback import Listener, LoopbackCaller, LoopbackParticipant
+from bridge.call.call import Call, CallOptions
+from bridge.call.profiles import Profile
+from bridge.call.records import CallRecord
+from bridge.local.wavfile import Wav
 from bridge.metrics import BridgeMetrics
-from bridge.profiles import Profile
-from bridge.records import CallRecord
-from bridge.room import Human
-from bridge.wavfile import Wav
+from bridge.room.loopback import Listener, LoopbackCaller, LoopbackParticipant
+from bridge.room.participant import Human
 from sessions.endpoint import Endpoint
 from sessions.usage import PriceTable
 

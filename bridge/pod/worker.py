@@ -10,7 +10,7 @@
   ``drain_timeout`` seconds; calls still running then are ended cleanly (session closed,
   final state published) and the worker closes. A second signal exits at once. Liveness stays
   true throughout.
-- **Endpoints.** LiveKit's health server keeps its port (8081); ``bridge.health`` serves
+- **Endpoints.** LiveKit's health server keeps its port (8081); ``bridge.pod.health`` serves
   ``/metrics``, ``/healthz`` and ``/readyz`` on ``BRIDGE_METRICS_PORT``.
 """
 
@@ -27,15 +27,15 @@ from dataclasses import dataclass, field
 import structlog
 from livekit.agents import AgentServer, JobContext, JobExecutorType, JobRequest
 
-from bridge.agent import REGISTRY, AgentContext, run_job
-from bridge.health import Readiness, serve_metrics
+from bridge.call.profiles import ProfileSet
 from bridge.heap import freeze_long_lived
-from bridge.media_loop import MediaLoop
 from bridge.metrics import default_metrics
-from bridge.profiles import ProfileSet
-from bridge.settings import LiveKitSettings, WorkerSettings, price_table
+from bridge.pod.agent import REGISTRY, AgentContext, run_job
+from bridge.pod.health import Readiness, serve_metrics
+from bridge.pod.settings import LiveKitSettings, WorkerSettings, price_table
+from bridge.room.media_loop import MediaLoop
 
-log = structlog.get_logger("bridge.worker")
+log = structlog.get_logger("bridge.pod.worker")
 
 ADMISSION_TTL_S = 30.0  # an accepted job that never shows up as running stops counting
 # livekit-agents loads its local VAD and end-of-turn model (~270 MB resident) into every job
