@@ -13,6 +13,13 @@
   full collections until it ends. The suite's process accumulates what hundreds of tests
   left; without this, one full collection took 250 ms in the middle of ``tests/test_trial.py``'s
   real-time calls, long enough for the caller's loopback source to run dry.
+
+The whole run happens inside a network namespace of its own (``pytest_configure``: made with
+``bridge.local.netns`` and entered by the main thread before anything else starts; removed at
+the end): its loopback for the simulators, and a veth pair with private addresses for what
+WebRTC needs (a LiveKit server, workers, callers: ``tests/realroom.py``). Nothing a test starts
+can reach the machine's own interfaces, and fixed ports cannot collide with another run's.
+Without root (no namespaces) the run stays where it is and the real-room tests skip.
 """
 
 from __future__ import annotations
@@ -30,11 +37,37 @@ from typing import Any
 
 import pytest
 
+from bridge.local import netns
 from sessions.simulator import Simulator, SimulatorConfig, add_observer, remove_observer
 from tests.realtime_schema import check_event, check_journal
 
+pytest_plugins = ["tests.realroom"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 JOURNAL_ENV = "BRIDGE_SIM_JOURNAL"
+NETNS_PREFIX = "bridge-test-"
+NETNS: netns.Namespace | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Move the run into a private network namespace (see the module docstring)."""
+    global NETNS
+    if netns.unavailable() or os.environ.get("BRIDGE_TEST_NETNS") == "0":
+        return
+    for stale in netns.NETNS_DIR.glob(f"{NETNS_PREFIX}*"):  # left by a run that was killed
+        pid = stale.name.removeprefix(NETNS_PREFIX)
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            netns.Namespace(stale.name).delete()
+    NETNS = netns.create(f"{NETNS_PREFIX}{os.getpid()}")
+    NETNS.enter()
+    for variable in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
+        os.environ.pop(variable, None)  # nothing here goes through a proxy
+    os.environ["NO_PROXY"] = os.environ["no_proxy"] = "*"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if NETNS is not None:
+        NETNS.delete()
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -19,7 +19,8 @@ from bridge.call.call import Call
 from bridge.call.profiles import ProfileSet
 from bridge.local.wavfile import read_wav
 from bridge.pod.agent import CallRegistry
-from bridge.room.loopback import Listener, LoopbackCaller, LoopbackParticipant
+from bridge.room.listener import Listener
+from bridge.room.loopback import LoopbackCaller, LoopbackParticipant
 from bridge.room.media_loop import LoopBoundParticipant, MediaLoop
 from bridge.room.participant import Human
 from sessions.endpoint import Endpoint

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import structlog
 
@@ -21,6 +22,7 @@ from bridge.local.trial import run_trial
 from bridge.local.wavfile import Wav, demo_recording, read_wav
 from bridge.logs import configure_logging
 from bridge.pod.agent import CallRegistry
+from bridge.pod.cpu import PodCpu, allotted_cpus
 from bridge.room.loopback import LoopbackParticipant
 from sessions.endpoint import Endpoint
 from tests.conftest import REPO_ROOT
@@ -136,3 +138,34 @@ def test_the_worker_is_live_not_ready_until_registered_and_drains_on_sigterm() -
     assert process.returncode == 0
     events = [json.loads(line).get("event") for line in stderr.splitlines() if line.startswith("{")]
     assert "worker.draining" in events and "worker.stopped" in events
+
+
+def test_the_pod_cpu_share_is_its_own_work_over_its_allotted_cpus(tmp_path: Path) -> None:
+    """Only what this process (and its children) used counts, over the CPUs it may use."""
+    now, used = [0.0], [0.0]
+    cpu = PodCpu(2.0, clock=lambda: now[0], used=lambda: used[0])
+    now[0], used[0] = 1.0, 0.5  # half a CPU-second in one second, on two CPUs
+    assert cpu.share() == 0.25
+    now[0], used[0] = 2.0, 3.5  # more than the allotment (a burst on a third CPU): clamped
+    assert cpu.share() == 1.0
+    assert cpu.share() == 0.0  # no time passed
+    quota = tmp_path / "cpu.max"
+    quota.write_text("50000 100000\n")
+    assert allotted_cpus(quota) == min(0.5, len(os.sched_getaffinity(0)))
+    quota.write_text("max 100000\n")  # the static CPU manager's pods: no quota, a cpuset
+    assert allotted_cpus(quota) == len(os.sched_getaffinity(0))
+    assert allotted_cpus(tmp_path / "absent") == len(os.sched_getaffinity(0))
+
+
+def test_a_busy_neighbour_does_not_fill_the_pod() -> None:
+    """A process burning CPU next to the pod (not one of its own) leaves its reading low."""
+    import psutil
+
+    cpu = PodCpu()
+    burn = f"{sys.executable} -c 'import time\nt=time.time()\nwhile time.time()-t<1.5: pass'"
+    shell = subprocess.run(
+        ["sh", "-c", f"{burn} >/dev/null 2>&1 & echo $!"], capture_output=True, text=True
+    )
+    neighbour = psutil.Process(int(shell.stdout))  # reparented: not a child of this process
+    neighbour.wait(30)
+    assert cpu.share() < 0.2  # this process only waited

@@ -10,7 +10,7 @@ import pytest
 from livekit import rtc
 
 from bridge.call.playout import SAMPLE_RATE, Playout
-from bridge.room.loopback import Listener
+from bridge.room.listener import Listener
 
 FRAME = SAMPLE_RATE // 100  # 10 ms
 

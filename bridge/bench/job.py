@@ -27,7 +27,8 @@ from bridge.bench.meter import barge_in_silences, truncation_errors, voice_to_vo
 from bridge.bench.pattern import CallerScript, PatternOptions
 from bridge.bench.plugin_room import BenchParticipant
 from bridge.bench.stalls import GcMonitor, LoopMonitor
-from bridge.room.loopback import Listener, LoopbackCaller
+from bridge.room.listener import Listener
+from bridge.room.loopback import LoopbackCaller
 from bridge.room.media_loop import MediaLoop
 
 ENV = "BRIDGE_BENCH_JOB"

@@ -25,7 +25,8 @@ from bridge.call.profiles import Profile
 from bridge.call.records import CallRecord
 from bridge.local.wavfile import Wav
 from bridge.metrics import BridgeMetrics
-from bridge.room.loopback import Listener, LoopbackCaller, LoopbackParticipant
+from bridge.room.listener import Listener
+from bridge.room.loopback import LoopbackCaller, LoopbackParticipant
 from bridge.room.participant import Human
 from sessions.endpoint import Endpoint
 from sessions.usage import PriceTable

@@ -18,7 +18,8 @@ The bridge itself:
   ``BRIDGE_PRICES`` (TOML price overrides), ``BRIDGE_LOG_FORMAT`` (``json``|``console``),
   ``BRIDGE_LOG_LEVEL``, ``BRIDGE_METRICS_PORT`` (default 9102, 0 = off),
   ``BRIDGE_MAX_SESSIONS`` (per pod), ``BRIDGE_DRAIN_TIMEOUT`` (s), ``BRIDGE_EXECUTOR``
-  (``thread``|``process``), ``BRIDGE_IDLE_PROCESSES``.
+  (``thread``|``process``), ``BRIDGE_IDLE_PROCESSES``, ``BRIDGE_EMPTY_ROOM_GRACE`` (s a call
+  waits for a caller to come back after the last one left).
 """
 
 from __future__ import annotations
@@ -54,6 +55,19 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _get(env, name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise ConfigError(f"{name}={raw!r} must be a finite number of seconds, at least 0")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +158,7 @@ class WorkerSettings:
     metrics_port: int = 9102
     max_sessions: int = 12  # one unpinned process held 15-16 calls: README, Capacity
     drain_timeout: int = 600
+    empty_room_grace: float = 10.0
     executor: str = "thread"
     idle_processes: int = 1
     log_format: str = "json"
@@ -164,6 +179,7 @@ class WorkerSettings:
             metrics_port=_int(env, "BRIDGE_METRICS_PORT", d["metrics_port"]),
             max_sessions=_int(env, "BRIDGE_MAX_SESSIONS", d["max_sessions"]),
             drain_timeout=_int(env, "BRIDGE_DRAIN_TIMEOUT", d["drain_timeout"]),
+            empty_room_grace=_seconds(env, "BRIDGE_EMPTY_ROOM_GRACE", d["empty_room_grace"]),
             executor=executor,
             idle_processes=_int(env, "BRIDGE_IDLE_PROCESSES", d["idle_processes"]),
             log_format=log_format,

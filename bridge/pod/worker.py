@@ -27,10 +27,12 @@ from dataclasses import dataclass, field
 import structlog
 from livekit.agents import AgentServer, JobContext, JobExecutorType, JobRequest
 
+from bridge.call.call import CallOptions
 from bridge.call.profiles import ProfileSet
 from bridge.heap import freeze_long_lived
 from bridge.metrics import default_metrics
 from bridge.pod.agent import REGISTRY, AgentContext, run_job
+from bridge.pod.cpu import PodCpu
 from bridge.pod.health import Readiness, serve_metrics
 from bridge.pod.settings import LiveKitSettings, WorkerSettings, price_table
 from bridge.room.media_loop import MediaLoop
@@ -53,7 +55,7 @@ class CapacityGate:
     """Per-pod admission: never more than ``max_sessions`` calls, full before overload."""
 
     max_sessions: int
-    cpu_full: float = 0.8  # CPU share (of the pod's cgroup) counted as full
+    cpu_full: float = 0.8  # share of the pod's own CPUs (bridge/pod/cpu.py) counted as full
     _admitted: dict[str, float] = field(default_factory=dict)
     _cpu: deque[float] = field(default_factory=lambda: deque(maxlen=5))
 
@@ -82,13 +84,11 @@ def build_server(
     settings: WorkerSettings, livekit: LiveKitSettings, shared: AgentContext, *, dev: bool
 ) -> tuple[AgentServer, CapacityGate]:
     """The ``AgentServer`` that runs bridge jobs, and its capacity gate."""
-    from livekit.agents.utils.hw import get_cpu_monitor
-
     gate = CapacityGate(settings.max_sessions)
-    cpu_monitor = get_cpu_monitor()
+    cpu = PodCpu()  # this pod's own work over its CPUs, not the machine's: bridge/pod/cpu.py
 
     def load(server: AgentServer) -> float:  # called in an executor thread every 0.5 s
-        gate.note_cpu(cpu_monitor.cpu_percent(interval=0.2))
+        gate.note_cpu(cpu.share())
         return gate.load(len(server.active_jobs))
 
     server = AgentServer(
@@ -130,7 +130,11 @@ async def run_worker(settings: WorkerSettings, livekit: LiveKitSettings, *, dev:
     )
     metrics = default_metrics()
     shared = AgentContext(
-        profiles=profiles, metrics=metrics, prices=price_table(), registry=REGISTRY
+        profiles=profiles,
+        metrics=metrics,
+        prices=price_table(),
+        registry=REGISTRY,
+        options=CallOptions(empty_room_grace_s=settings.empty_room_grace),
     )
     server, _gate = build_server(settings, livekit, shared, dev=dev)
     readiness = Readiness(ready=False, reason="registering with LiveKit")
