@@ -168,8 +168,7 @@ class RoomInput:
         if identity == self._linked:
             if self.requested_identity == identity:
                 self.requested_identity = None  # they left: follow whoever is next
-            self._linked = None
-            self._choose_linked()
+            self._choose_linked()  # logs who follows whom
         if not self._humans:
             self.on_empty()
 
@@ -218,6 +217,7 @@ class RoomInput:
             return
         reader = _Reader(identity, track)
         self._readers[key] = reader
+        log.info("input.reading", participant=identity, track=sid)
         if self.mode == "mix":
             self._mixer.add(identity)
         reader.task = asyncio.get_running_loop().create_task(

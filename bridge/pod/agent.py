@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -140,7 +141,12 @@ def attach_room(room: rtc.Room, call: Call, media: MediaLoop | None = None) -> N
     room.on("track_muted", muted)
     room.on("track_unmuted", unmuted)
     room.register_text_stream_handler(TOPIC_CHAT, chat)
-    for participant in room.remote_participants.values():
+    # Those already in the room, in the order they joined: "the first human" of linked mode
+    # is the first to have joined, not the first the SDK happens to list (a real server lists
+    # them in any order).
+    never = datetime.datetime.max.replace(tzinfo=datetime.UTC)
+    present = sorted(room.remote_participants.values(), key=lambda p: p.joined_at or never)
+    for participant in present:
         joined(participant)
         for publication in participant.track_publications.values():
             track = publication.track

@@ -1,0 +1,146 @@
+"""Who is heard, through a real server: ``linked`` follows the next human, ``mix`` hears
+everyone, a SIP participant is a human, and an empty room ends the call after the grace.
+
+Each caller is a real rtc participant; the echo simulator says back what the bridge heard, so
+"heard" means: the caller who spoke receives its own words back through the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+
+from bridge.local.heard import resemblance, segments
+from bridge.local.livekit_server import Credentials
+from bridge.room.caller import RoomCaller
+from tests.realroom import Worker, dispatch, room_name
+from tests.test_real_room import HEAR, demo_at, join, listening, stuck
+
+RATE = 48_000
+DEMO = demo_at(RATE)
+QUESTION = DEMO[int(0.5 * RATE) : int(4.4 * RATE)]  # the recording's question, 3.7 s
+CORRECTION = DEMO[int(6.0 * RATE) : int(8.7 * RATE)]  # its correction, 2.5 s
+
+
+async def say(caller: RoomCaller, words: np.ndarray, listeners: list[RoomCaller]) -> None:
+    """``caller`` says ``words`` and keeps its microphone open until every listener has heard
+    the agent answer and go back to listening."""
+    before = [c.state_values().count("speaking") for c in listeners]
+    await caller.play(words)
+    quiet = asyncio.ensure_future(caller.silence(30))
+    try:
+        await asyncio.gather(
+            *(listening(c, replies=n + 1) for c, n in zip(listeners, before, strict=True))
+        )
+    finally:
+        quiet.cancel()
+
+
+def last_reply(caller: RoomCaller) -> np.ndarray:
+    """The last reply ``caller`` heard (24 kHz)."""
+    heard = caller.heard()
+    (start, end) = segments(heard, HEAR, threshold=30)[-1]
+    return heard[int(start * HEAR) : int(end * HEAR)]
+
+
+def at_24k(words: np.ndarray) -> np.ndarray:
+    return words[::2]  # 48 kHz speech band-limited by the recording (16 kHz): plain decimation
+
+
+async def test_linked_follows_the_next_human_when_the_first_leaves(
+    livekit: Credentials, bridge_worker: Worker
+) -> None:
+    room = room_name("linked")
+    first = await join(livekit, room, "first")
+    second = await join(livekit, room, "second")  # both there before the agent: it links
+    # the first to have joined (a real server lists the room's participants in any order)
+    try:
+        await dispatch(livekit, room, {"profile": "echo-test"})  # nobody named: the first human
+        await listening(first)
+        await say(first, QUESTION, [first])
+        assert resemblance(last_reply(first), at_24k(QUESTION), HEAR) >= 0.6
+        await first.aclose()  # the linked caller leaves; the other is still here
+        await say(second, CORRECTION, [second])
+        assert resemblance(last_reply(second), at_24k(CORRECTION), HEAR) >= 0.6
+    except TimeoutError:
+        raise AssertionError(stuck(second, bridge_worker)) from None
+    finally:
+        await first.aclose()
+        await second.aclose()
+    follows = [
+        r
+        for r in bridge_worker.records("input.linked")
+        if r.get("room") == room and r.get("participant") == "second"
+    ]
+    assert follows and follows[0]["previous"] == "first"
+
+
+async def test_mix_hears_two_callers_in_turn(livekit: Credentials, bridge_worker: Worker) -> None:
+    room = room_name("mix")
+    one = await join(livekit, room, "one")
+    two = await join(livekit, room, "two")
+    try:
+        await dispatch(livekit, room, {"profile": "mix-test"})
+        await listening(one)
+        await listening(two)
+        await say(one, QUESTION, [one, two])
+        await say(two, CORRECTION, [one, two])
+    except TimeoutError:
+        raise AssertionError(stuck(one, bridge_worker)) from None
+    finally:
+        heard_by_one = one.heard()
+        await one.aclose()
+        await two.aclose()
+    replies = segments(heard_by_one, HEAR, threshold=30)
+    assert len(replies) == 2, replies  # one answer to each caller, both heard by everyone
+    first, second = (heard_by_one[int(a * HEAR) : int(b * HEAR)] for a, b in replies)
+    assert resemblance(first, at_24k(QUESTION), HEAR) >= 0.6
+    assert resemblance(second, at_24k(CORRECTION), HEAR) >= 0.6
+
+
+async def test_a_sip_participant_is_heard_like_a_browser(
+    livekit: Credentials, bridge_worker: Worker
+) -> None:
+    room = room_name("sip")
+    phone = await join(livekit, room, "sip_+15550100", kind="sip")
+    try:
+        await dispatch(livekit, room, {"profile": "echo-test"})
+        await listening(phone)
+        await say(phone, CORRECTION, [phone])
+    except TimeoutError:
+        raise AssertionError(stuck(phone, bridge_worker)) from None
+    finally:
+        await phone.aclose()
+    assert resemblance(last_reply(phone), at_24k(CORRECTION), HEAR) >= 0.6
+
+
+async def test_an_empty_room_ends_the_call_and_the_worker_takes_the_next(
+    livekit: Credentials, bridge_worker: Worker
+) -> None:
+    room = room_name("leaves")
+    caller = await join(livekit, room, "leaving")
+    await dispatch(livekit, room, {"profile": "echo-test"})
+    await listening(caller)
+    await caller.aclose()
+
+    def ended() -> list[dict[str, object]]:
+        return [r for r in bridge_worker.records("call.ended") if r.get("room") == room]
+
+    deadline = time.monotonic() + 30  # the grace is 2 s (BRIDGE_EMPTY_ROOM_GRACE)
+    while not ended():
+        assert time.monotonic() < deadline, "the call did not end after its grace"
+        await asyncio.sleep(0.1)
+    [record] = ended()
+    assert record["reason"] == "no caller left in the room"
+    # The worker goes on: the next room is answered.
+    nxt = room_name("next")
+    caller = await join(livekit, nxt, "next")
+    try:
+        await dispatch(livekit, nxt, {"profile": "echo-test"})
+        await listening(caller)
+        await say(caller, CORRECTION, [caller])
+    finally:
+        await caller.aclose()
+    assert resemblance(last_reply(caller), at_24k(CORRECTION), HEAR) >= 0.6
