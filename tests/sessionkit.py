@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sessions.config import ServerVad, SessionConfig
+from sessions.connection import ConnectionOptions
 from sessions.endpoint import Endpoint
 from sessions.events import ServerEvent
 from sessions.supervisor import ContinuityOptions, SessionSupervisor
@@ -53,11 +54,14 @@ class EventLog:
         return self.of(kind)[after]
 
 
-def supervisor(url: str, log: EventLog, **continuity: Any) -> SessionSupervisor:
+def supervisor(
+    url: str, log: EventLog, *, options: ConnectionOptions | None = None, **continuity: Any
+) -> SessionSupervisor:
     client = SessionSupervisor(
         Endpoint.compatible(url, api_key="test-key"),
         CONFIG,
         handler=log,
+        options=options,
         continuity=ContinuityOptions(**continuity),
     )
     client.on_reconnect = lambda _reason: log.poke()

@@ -54,8 +54,9 @@ KINDS = (
     "expire",
 )
 FATAL = {"error:invalid_api_key", "error:insufficient_quota"}
-OPTIONS = ConnectionOptions(ping_interval=0.5, ping_timeout=0.5, connect_timeout=3)
-CONTINUITY = ContinuityOptions(stall_timeout_s=1.0, reconnect_base_s=0.05)
+# Small timers, still above the 300 ms of the delay fault (which also delays pongs).
+OPTIONS = ConnectionOptions(ping_interval=0.2, ping_timeout=0.5, connect_timeout=3)
+CONTINUITY = ContinuityOptions(stall_timeout_s=0.6, reconnect_base_s=0.05)
 
 
 @dataclass
