@@ -62,9 +62,11 @@ from sessions.supervisor import ContinuityOptions, SessionSupervisor
 from sessions.turns import (
     Actions as TurnActions,
     CancelResponse,
+    CloseCaption,
     CreateResponse,
     CutItem,
     DiscardResponse,
+    EndAudio,
     ExpectAudio,
     SendUserText,
     SetAgentState,
@@ -415,6 +417,10 @@ class Call:
                 self._turn_ended(action)
             elif isinstance(action, ExpectAudio):
                 self.playout.begin_item(action.item_id)
+            elif isinstance(action, EndAudio):
+                self.playout.end_item(action.item_id)
+            elif isinstance(action, CloseCaption):
+                self.captions.interrupt(action.item_id)
             elif isinstance(action, SendUserText):
                 self.record.say(self.clock(), "caller", action.text)
                 self.record.turns += 1
@@ -553,10 +559,11 @@ class Call:
 
     def _on_playout_idle(self) -> None:
         self.captions.tick()
+        # First: a reply cut by a lost socket has now played out; its caption closes.
+        self._take_turn(self.session.turns.playout_idle(reply_active=self.session.response_active))
         for item_id, text in list(self.captions.finals.items()):
             self.record.say(self.clock(), "agent", text)
             del self.captions.finals[item_id]
-        self._take_turn(self.session.turns.playout_idle(reply_active=self.session.response_active))
         if self.tool_context.hangup_requested:
             self.end("the agent ended the call")
 

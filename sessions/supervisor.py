@@ -460,7 +460,9 @@ class SessionSupervisor:
         pending, self._pending = self._pending, []
         for call in pending:
             call(new)
-        self.turns.socket_replaced()
+        cut = self.turns.socket_replaced()
+        if cut and self.on_turn is not None:
+            self.on_turn(cut)
         if action.reason == "rollover":
             log.info("realtime.rollover", prepare_ms=round(action.waited_s * 1000, 1))
             self.on_reconnect("rollover")

@@ -39,6 +39,7 @@ from sessions.config import SessionConfig
 from sessions.events import ItemId, ResponseId, ServerEvent
 
 SAMPLE_RATE = 24_000
+MAX_HELD = 64  # items held open for audio, at most
 
 AgentStateName = Literal["listening", "thinking", "speaking"]
 
@@ -97,6 +98,20 @@ class ExpectAudio:
 
 
 @dataclass(frozen=True, slots=True)
+class EndAudio:
+    """No more audio will come for ``item_id`` (its socket is gone): what arrived plays out."""
+
+    item_id: ItemId
+
+
+@dataclass(frozen=True, slots=True)
+class CloseCaption:
+    """Close ``item_id``'s caption with the text of what was heard (its reply was cut off)."""
+
+    item_id: ItemId
+
+
+@dataclass(frozen=True, slots=True)
 class SendUserText:
     """Add a typed caller message to the conversation."""
 
@@ -116,6 +131,8 @@ TurnAction = (
     | SetAgentState
     | TurnEnded
     | ExpectAudio
+    | EndAudio
+    | CloseCaption
     | SendUserText
     | CreateResponse
 )
@@ -153,6 +170,10 @@ class TurnTaking:
         #: The agent's audio is playing (from the first item started to the source idle).
         self.playing = False
         self._answer: ResponseId | None = None  # the response created for the awaited turn
+        # Items the playout holds open for audio (until their audio or response is done),
+        # and those a lost socket left open, whose captions close once they have played out.
+        self._audio_items: dict[ItemId, None] = {}
+        self._abandoned: list[ItemId] = []
 
     @classmethod
     def for_config(cls, config: SessionConfig) -> TurnTaking:
@@ -182,6 +203,13 @@ class TurnTaking:
 
     def receive(self, event: ServerEvent) -> Actions:
         """An event of the socket carrying the call."""
+        if isinstance(event, ev.AudioDelta):  # the most frequent: first, and cheap
+            if event.item_id not in self._audio_items:
+                self._hold(event.item_id)
+            return ()
+        if isinstance(event, ev.AudioDone):
+            self._audio_items.pop(event.item_id, None)
+            return ()
         if isinstance(event, ev.SpeechStarted):
             self.caller_speaking = True
             self.speech_start_ms = event.audio_start_ms
@@ -199,6 +227,7 @@ class TurnTaking:
             )
         if isinstance(event, ev.OutputItemAdded):
             if self.audio_out and event.item.type == "message":
+                self._hold(event.item.id)
                 return (ExpectAudio(event.item.id),)
             return ()
         if isinstance(event, ev.ResponseCreated):
@@ -213,6 +242,8 @@ class TurnTaking:
             if event.response_id == self._answer:
                 self.awaiting_reply = False
                 self._answer = None
+            for item in event.output:
+                self._audio_items.pop(item.id, None)
             if not self.audio_out:
                 return (SetAgentState("listening"),)
         return ()
@@ -222,6 +253,7 @@ class TurnTaking:
     ) -> Actions:
         """``StopPlayout`` was carried out: ``played`` holds, per item cut short, the samples
         (24 kHz) that had left the source; ``response_id`` is the wire's active response."""
+        self._audio_items.clear()  # the playout let go of every item it held
         actions: list[TurnAction] = []
         if response_id is not None:
             actions.append(DiscardResponse(ResponseId(response_id)))
@@ -241,9 +273,11 @@ class TurnTaking:
     def playout_idle(self, *, reply_active: bool) -> Actions:
         """Everything captured has played and nothing more is expected."""
         self.playing = False
+        closing = tuple(CloseCaption(item) for item in self._abandoned)
+        self._abandoned.clear()
         if self.caller_speaking or reply_active:
-            return ()
-        return (SetAgentState("listening"),)
+            return closing
+        return (*closing, SetAgentState("listening"))
 
     def chat(self, text: str) -> Actions:
         """A message typed by the caller: stop the agent, then answer the message."""
@@ -257,9 +291,20 @@ class TurnTaking:
             SetAgentState("thinking"),
         )
 
-    def socket_replaced(self) -> None:
+    def socket_replaced(self) -> Actions:
         """A new socket carries the call: its VAD starts fresh and reports speech in the
-        re-sent audio anew, so nothing of the caller's speech carries over."""
+        re-sent audio anew, so nothing of the caller's speech carries over; a reply the old
+        socket was still sending will send no more: its audio so far plays out, then its
+        caption closes with what was heard (the reply itself is resumed by the supervisor)."""
         self.caller_speaking = False
         self.speech_start_ms = None
         self._answer = None  # the old socket's responses are gone; a turn still awaits one
+        cut = list(self._audio_items)
+        self._audio_items.clear()
+        self._abandoned += cut
+        return tuple(EndAudio(item) for item in cut)
+
+    def _hold(self, item_id: ItemId) -> None:
+        self._audio_items[item_id] = None
+        if len(self._audio_items) > MAX_HELD:  # a server that never says done cannot grow it
+            del self._audio_items[next(iter(self._audio_items))]

@@ -20,6 +20,7 @@ from sessions import events as ev
 from sessions.connection import ConnectionOptions
 from sessions.errors import SessionFailed
 from sessions.simulator import parse_fault
+from sessions.turns import EndAudio
 from tests.sessionkit import EventLog, supervisor
 from tests.simclient import silence, utterance
 
@@ -73,6 +74,9 @@ async def test_a_drop_mid_reply_reconnects_replays_and_resumes(simulator, tmp_pa
     assert replayed[0]["content"][0]["type"] == "input_audio"  # no transcript: its audio
     assert client.stats.lost_samples == 0
     assert client.stats.reconnect_ms and client.stats.reconnect_ms[0] < 5_000
+    # The bridge is told the cut item will get no more audio (so its playout can finish).
+    cut_item = log.of(ev.AudioDelta)[0].item_id
+    assert EndAudio(cut_item) in log.turn_actions
 
 
 async def test_caller_audio_during_an_outage_is_not_lost(simulator) -> None:

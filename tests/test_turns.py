@@ -11,11 +11,14 @@ from sessions.config import ServerVad, SessionConfig
 from sessions.events import Item, ItemId, ResponseId
 from sessions.protocol import RealtimeProtocol
 from sessions.turns import (
+    MAX_HELD,
     Boundary,
     CancelResponse,
+    CloseCaption,
     CreateResponse,
     CutItem,
     DiscardResponse,
+    EndAudio,
     ExpectAudio,
     SendUserText,
     SetAgentState,
@@ -43,6 +46,10 @@ def created(rid: str) -> ev.ResponseCreated:
 
 def done(rid: str, status: str = "completed") -> ev.ResponseDone:
     return ev.ResponseDone(response_id=ResponseId(rid), status=status, reason=None, usage=None)
+
+
+def delta(rid: str, iid: str) -> ev.AudioDelta:
+    return ev.AudioDelta(response_id=ResponseId(rid), item_id=ItemId(iid), pcm=b"\0\0")
 
 
 def item_added(rid: str, iid: str, type: str = "message") -> ev.OutputItemAdded:
@@ -242,3 +249,48 @@ def test_boundaries() -> None:
     assert turns.boundary(reply_active=False) is Boundary.LOOSE  # ... and now playing
     turns.playout_idle(reply_active=False)
     assert turns.boundary(reply_active=False) is Boundary.STRICT
+
+
+# ---------------------------------------------------------------- a reply cut by a lost socket
+
+
+def test_a_reply_cut_by_a_lost_socket_plays_out_then_its_caption_closes() -> None:
+    turns = TurnTaking()
+    turns.receive(item_added("resp_1", "it_a"))
+    turns.receive(delta("resp_1", "it_a"))
+    turns.item_started("it_a")
+    # The socket drops mid-reply; a new one takes over: no more audio will come for it.
+    assert turns.socket_replaced() == (EndAudio(ItemId("it_a")),)
+    assert turns.socket_replaced() == ()  # once
+    assert turns.playout_idle(reply_active=False) == (
+        CloseCaption(ItemId("it_a")),
+        SetAgentState("listening"),
+    )
+    assert turns.playout_idle(reply_active=False) == (SetAgentState("listening"),)
+
+
+def test_items_whose_audio_is_done_are_not_cut_by_a_new_socket() -> None:
+    turns = TurnTaking()
+    turns.receive(delta("resp_1", "it_a"))  # audio before its item: held all the same
+    turns.receive(ev.AudioDone(response_id=ResponseId("resp_1"), item_id=ItemId("it_a")))
+    turns.receive(item_added("resp_2", "it_b"))
+    turns.receive(
+        ev.ResponseDone(
+            response_id=ResponseId("resp_2"),
+            status="cancelled",
+            reason="turn_detected",
+            usage=None,
+            output=(Item(ItemId("it_b"), "message", "assistant"),),
+        )
+    )
+    turns.receive(item_added("resp_3", "it_c"))
+    turns.playout_stopped({"it_c": 0}, response_id="resp_3")  # a barge-in let go of it
+    assert turns.socket_replaced() == ()
+
+
+def test_items_held_for_audio_are_bounded() -> None:
+    turns = TurnTaking()
+    for n in range(MAX_HELD + 10):
+        turns.receive(delta("resp_1", f"it_{n}"))
+    cut = turns.socket_replaced()
+    assert len(cut) == MAX_HELD and cut[-1] == EndAudio(ItemId(f"it_{MAX_HELD + 9}"))
