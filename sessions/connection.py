@@ -3,7 +3,8 @@ a ``recv`` for the reader.
 
 The socket is opened with compression off (audio is base64 noise to deflate), a message size
 limit raised for 15 MiB appends and large ``conversation.item.retrieved`` replies, ping/pong
-keepalive (a stalled server is detected by a ping timeout) and a connect timeout.
+keepalive (a stalled server is detected by a ping timeout; websockets' own, unless a supervisor
+drives it: see ``ping``) and a connect timeout.
 ``websockets`` exceptions are translated at this boundary into the project's tree
 (``sessions.errors``): a refused upgrade becomes :class:`HandshakeRejected` (401/403 are
 fatal), a timeout :class:`ConnectTimeout`, a close :class:`ConnectionClosedOK` (1000/1001)
