@@ -22,6 +22,13 @@ rest of the first list, so the order is: stop, discard, cancel, cut each item, t
 ``played_ms``; the protocol core clamps that to the audio received and deletes the item when
 it is 0 (nothing heard).
 
+A turn, and a reply: ``SpeechStopped`` → ``TurnEnded``, ``SetAgentState("thinking")``; the
+reply's audio item added → ``ExpectAudio``; its first audio in the source (:meth:`item_started`)
+→ ``SetAgentState("speaking")``; the source idle → ``SetAgentState("listening")``. A reply
+whose socket was lost (:meth:`socket_replaced`) → ``EndAudio`` for its items, and once they
+have played out, ``CloseCaption``. A typed message (:meth:`chat`) → ``StopPlayout("chat")``,
+``SendUserText``, ``CreateResponse``, ``SetAgentState("thinking")``.
+
 What the wire knows stays with the protocol core, which sends the requests: whether a response
 is active or asked for (``RealtimeProtocol.response_active``) and its id are passed in where a
 decision needs them, never mirrored here.
