@@ -3,7 +3,8 @@ a ``recv`` for the reader.
 
 The socket is opened with compression off (audio is base64 noise to deflate), a message size
 limit raised for 15 MiB appends and large ``conversation.item.retrieved`` replies, ping/pong
-keepalive (a stalled server is detected by a ping timeout) and a connect timeout.
+keepalive (a stalled server is detected by a ping timeout; websockets' own, unless a supervisor
+drives it: see ``ping``) and a connect timeout.
 ``websockets`` exceptions are translated at this boundary into the project's tree
 (``sessions.errors``): a refused upgrade becomes :class:`HandshakeRejected` (401/403 are
 fatal), a timeout :class:`ConnectTimeout`, a close :class:`ConnectionClosedOK` (1000/1001)
@@ -47,6 +48,8 @@ class ConnectionOptions:
     """How a socket is opened and kept alive."""
 
     connect_timeout: float = 10.0
+    # Keepalive: websockets' own on a bare session; a supervisor turns that off and has its
+    # continuity core ping at the same interval, so its timeouts run on the injected clock.
     ping_interval: float | None = 10.0
     ping_timeout: float | None = 10.0
     close_timeout: float = 2.0
@@ -59,22 +62,33 @@ class Connection:
     """An open WebSocket with its outbound queue; create with :meth:`open`."""
 
     def __init__(
-        self, ws: ClientConnection, endpoint: Endpoint, options: ConnectionOptions
+        self,
+        ws: ClientConnection,
+        endpoint: Endpoint,
+        options: ConnectionOptions,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ws = ws
         self.endpoint = endpoint
         self.options = options
+        self._clock = clock
         self.queue = OutboundQueue(options.max_queued_audio, options.max_audio_age_s)
         #: Called after each frame has been written to the socket (latency accounting).
         self.on_sent: Callable[[OutboundFrame], None] | None = None
         self.frames_sent = 0
         self.samples_sent = 0
-        self.last_sent_at: float | None = None  # monotonic time of the last audio append sent
+        self.last_sent_at: float | None = None  # ``clock`` time of the last audio append sent
         self._writer = asyncio.get_running_loop().create_task(self._write(), name="realtime-writer")
         self._closed: ConnectionClosed | None = None
 
     @classmethod
-    async def open(cls, endpoint: Endpoint, options: ConnectionOptions | None = None) -> Connection:
+    async def open(
+        cls,
+        endpoint: Endpoint,
+        options: ConnectionOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Connection:
         """Connect and complete the WebSocket handshake, or raise from our tree."""
         options = options or ConnectionOptions()
         host = endpoint.host
@@ -105,7 +119,7 @@ class Connection:
                 f"{host}: cannot connect ({type(exc).__name__}: {_scrub(str(exc), endpoint)})"
             ) from None
         log.debug("realtime.connect.complete", host=host)
-        return cls(ws, endpoint, options)
+        return cls(ws, endpoint, options, clock)
 
     @property
     def closed(self) -> ConnectionClosed | None:
@@ -137,11 +151,24 @@ class Connection:
                 self.frames_sent += 1
                 if frame.samples:
                     self.samples_sent += frame.samples
-                    self.last_sent_at = time.monotonic()
+                    self.last_sent_at = self._clock()
                 if self.on_sent is not None:
                     self.on_sent(frame)
         except websockets.ConnectionClosed as exc:
             self._closed_from(exc)
+
+    async def ping(self) -> float:
+        """Send a ping and wait for its pong; returns the round trip in seconds.
+
+        For a keepalive driven from outside (``ping_interval=None``): the caller decides when
+        to ping and how long a pong may take. Raises :class:`ConnectionClosed` if the socket
+        closes first.
+        """
+        try:
+            pong = await self._ws.ping()
+            return await pong
+        except websockets.ConnectionClosed as exc:
+            raise self._closed_from(exc) from None
 
     def _closed_from(self, exc: websockets.ConnectionClosed) -> ConnectionClosed:
         if self._closed is None:

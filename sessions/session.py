@@ -83,7 +83,7 @@ class RealtimeSession:
 
     async def start(self, *, timeout: float = 10.0) -> None:
         """Connect and configure; return once the server confirmed the configuration."""
-        self.connection = await Connection.open(self.endpoint, self.options)
+        self.connection = await Connection.open(self.endpoint, self.options, clock=self.clock)
         self.connected_at = self.clock()
         self.configure(self.config)
         try:

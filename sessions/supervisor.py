@@ -1,32 +1,38 @@
-"""A conversation that outlives its sockets.
+"""A conversation that outlives its sockets: the pump around the continuity and turn cores.
 
-:class:`SessionSupervisor` is what the bridge talks to. It owns the conversation mirror, the
-caller's recent audio (:class:`~sessions.audio_log.AudioRing`) and the current
-:class:`~sessions.session.RealtimeSession`, and offers the same calls; events of the current
-socket reach ``handler`` synchronously. Across sockets:
+:class:`SessionSupervisor` is what the bridge talks to. It offers the calls of one
+:class:`~sessions.session.RealtimeSession` (events of the socket carrying the call reach
+``handler`` synchronously) and owns what outlives a socket: the conversation mirror, the
+caller's recent audio (:class:`~sessions.audio_log.AudioRing`), the turn state
+(:class:`~sessions.turns.TurnTaking`, :attr:`SessionSupervisor.turns`) and the sockets
+themselves. What to do with them, and when, is decided by :class:`~sessions.continuity.Continuity`
+(rollover, reconnect with backoff, stall and keepalive, giving up: see ``sessions.continuity``);
+this module feeds it what happened, carries out its actions and calls its ``tick`` at its next
+deadline on one timer. Every time comes from the one injected ``clock``; the server's
+``expires_at`` (wall time, from ``wall``) is converted once, when its socket opens.
 
-- **Rollover before expiry.** From ``session.created``'s ``expires_at`` (or
-  ``max_session_s``), with a margin (15 % of the lifetime, at most ``rollover_margin_s``),
-  at a turn boundary (no response in flight, caller not speaking, the bridge not busy; in
-  the last third of the margin, a reply still playing out no longer holds it back): a new
-  socket is opened and configured with the same
-  ``session.update`` and the conversation is replayed into it (``sessions.replay``) while the
-  old one keeps carrying the call; then, in one synchronous step, caller audio switches to
-  the new socket, starting with the last ``tail_ms`` of it re-sent (so an onset of speech
-  the old socket had not yet reported is not cut), and the old socket is closed. No caller
-  audio is lost; the switch gap (last append on the old socket → first on the new) is
-  measured.
-- **Unexpected drop, stall or expiry.** A close, a ping timeout, or no frame for
-  ``stall_timeout_s`` while a response is expected, starts a reconnect with jittered
-  exponential backoff. Caller audio keeps going into the ring meanwhile; once a new socket
-  is configured and the conversation replayed, the caller audio since the last commit (what
-  the dead server held uncommitted, plus what arrived meanwhile) is sent to it (beyond the
-  ring's bound: lost, counted). If the caller's last turn was left
-  unanswered, a response is asked for. A reply cut by the drop stays coherent: its text is
-  replayed as far as it was received (or heard, when it was truncated).
+What the actions mean for the call:
+
+- **Rollover before expiry**: the successor is configured with the same ``session.update``
+  and the conversation replayed into it (``sessions.replay``) while the old socket carries
+  the call; then, in one synchronous step, caller audio switches to the new socket, starting
+  with the last ``tail_ms`` of it re-sent (nothing of a turn the old socket committed), and the
+  old socket is closed. No caller audio is lost; the switch gap (last append on the old socket
+  → first on the new) is measured.
+- **Recovery** after a drop, a stall or an expiry: once a new socket is configured and the
+  conversation replayed, the caller audio since the last commit (what the dead server held
+  uncommitted, plus what arrived meanwhile, at most ``resend_max_s``) is sent to it (beyond
+  the ring's bound: lost, counted). If the caller's last turn was left unanswered, or a reply
+  was cut, a response is asked for; a cut reply's text is replayed as far as it was received
+  (or heard, when it was truncated), so the model carries on from what the caller heard.
 - **Fatal errors** (a bad key refused at the handshake, quota, a deactivated account, a
   refused configuration) stop at once; so does an outage longer than ``max_outage_s``:
   :meth:`run` raises :class:`~sessions.errors.SessionFailed` with the reason.
+
+Turn actions: every event of the live socket goes through :attr:`turns` before ``handler``
+sees it; the actions it returns are handed to ``on_turn`` after ``handler`` returns (the
+bridge carries them out; without a bridge they are dropped, and the turn state still tells
+the continuity core where the turn boundaries are).
 """
 
 from __future__ import annotations
@@ -35,9 +41,8 @@ import asyncio
 import contextlib
 import random
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -47,65 +52,46 @@ from numpy.typing import NDArray
 from sessions import events as ev
 from sessions.audio_log import AudioRing
 from sessions.connection import ConnectionOptions
+from sessions.continuity import (
+    Abort,
+    Activate,
+    Close,
+    Continuity,
+    ContinuityAction,
+    ContinuityOptions,
+    ContinuityState,
+    ContinuityStats,
+    Fail,
+    Open,
+    Ping,
+    Replay,
+)
 from sessions.conversation import Conversation
 from sessions.endpoint import Endpoint
 from sessions.errors import (
     ConnectionClosed,
-    ConnectionClosedOK,
     ErrorKind,
     HandshakeRejected,
     RealtimeConnectionError,
-    RealtimeError,
     SessionFailed,
     SessionUpdateRejected,
-    UpstreamError,
 )
 from sessions.events import ItemId, ServerEvent
 from sessions.protocol import OutboundFrame, Truncation
 from sessions.replay import plan_replay
 from sessions.session import RealtimeSession
 from sessions.session_config import SessionConfig
+from sessions.turns import Actions as TurnActions, Boundary, TurnTaking
 from sessions.usage import PriceTable, Usage
+
+__all__ = ["ContinuityOptions", "ContinuityStats", "SessionSupervisor"]
 
 log = structlog.get_logger("sessions.supervisor")
 
 EventHandler = Callable[[ServerEvent], None]
+TurnHandler = Callable[[TurnActions], None]
 SAMPLES_PER_MS = 24
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ContinuityOptions:
-    """How a conversation survives its sockets."""
-
-    max_session_s: float | None = None  # roll over by then even if the server allows more
-    rollover_margin_s: float = 300.0  # before expires_at (shrunk for short sessions)
-    tail_ms: int = 500  # caller audio re-sent to the new socket at a rollover
-    resend_max_s: float = 10.0  # uncommitted caller audio re-sent after a drop, at most
-    reconnect_base_s: float = 0.1
-    reconnect_max_s: float = 5.0
-    max_outage_s: float = 30.0
-    stall_timeout_s: float = 8.0  # no frame while a response is expected
-    audio_ring_s: float = 30.0
-    max_replay_audio_s: float = 30.0
-    replay_timeout_s: float = 10.0
-
-
-@dataclass(slots=True)
-class ContinuityStats:
-    reconnects: Counter[str] = field(default_factory=Counter)  # by reason
-    rollovers: int = 0
-    rollover_gaps_ms: list[float] = field(default_factory=list)
-    reconnect_ms: list[float] = field(default_factory=list)  # drop noticed → new socket live
-    resent_samples: int = 0
-    lost_samples: int = 0
-    replayed_items: int = 0
-    replayed_audio_items: int = 0
-    dropped_audio_items: int = 0
-    failed_attempts: int = 0
-
-
-class _NotNow(Exception):
-    """The turn boundary passed while the new socket was being prepared."""
+_ENDED = (ContinuityState.CLOSED, ContinuityState.FAILED)
 
 
 class SessionSupervisor:
@@ -115,60 +101,74 @@ class SessionSupervisor:
         config: SessionConfig,
         *,
         handler: EventHandler,
+        on_turn: TurnHandler | None = None,
         chunk_ms: int = 20,
         options: ConnectionOptions | None = None,
         continuity: ContinuityOptions | None = None,
         prices: PriceTable | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.config = config
         self.handler = handler
+        #: Receives the turn core's actions for each event (after ``handler``).
+        self.on_turn = on_turn
         self.chunk_ms = chunk_ms
         self.options = options or ConnectionOptions()
         self.continuity = continuity or ContinuityOptions()
         self.prices = prices or PriceTable()
         self.clock = clock
-        self._rng = rng or random.Random()
+        self.wall = wall
+        self.turns = TurnTaking.for_config(config)
+        # The core keeps each live socket alive; websockets' own keepalive is turned off.
+        self.core = Continuity(
+            self.continuity,
+            ping_interval=self.options.ping_interval,
+            ping_timeout=self.options.ping_timeout,
+            rng=rng,
+        )
+        self._socket_options = replace(self.options, ping_interval=None, ping_timeout=None)
+        self.stats: ContinuityStats = self.core.stats
         self.conversation = Conversation()
         self.ring = AudioRing(self.continuity.audio_ring_s)
         self.samples_appended = 0
         self.audio_origin = 0  # global sample index of the current socket's first sample
-        self.stats = ContinuityStats()
         #: Called after each caller-audio append is written to a socket.
         self.on_audio_sent: Callable[[OutboundFrame], None] | None = None
         #: Called when a new socket took over: (reason: rollover | dropped | expired | stalled).
         self.on_reconnect: Callable[[str], None] = lambda _reason: None
-        #: The bridge is mid-turn (playing a reply, awaiting one): not a moment to switch.
-        self.turn_busy: Callable[[], bool] = lambda: False
-        self._session: RealtimeSession | None = None
+        self._session: RealtimeSession | None = None  # the live socket
+        self._sockets: dict[int, RealtimeSession] = {}  # every open one, by the core's number
         self._usage = Usage()
         self._cost = 0.0
         self._responses = 0
         self._dropped = 0  # caller appends dropped on sockets that are gone
         self._tasks: set[asyncio.Task[Any]] = set()
         self._finished: asyncio.Future[None] | None = None
-        self._closing = False
-        self._fatal: UpstreamError | None = None
-        self._expired = False
-        self._stalled = False
-        self._caller_speaking = False
-        self._speech_start: int | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
         self._last_commit = 0
         self._ranges: dict[str, tuple[int, int]] = {}  # user item → caller samples
         self._pending: list[Callable[[RealtimeSession], None]] = []  # calls made offline
+        self._dead_from = 0  # caller audio the lost socket may not have committed
+        self._items_before = 0  # conversation size when a rollover successor was opened
         self._switch_sent_at: float | None = None  # last append on the retired socket
-        self._cut_reply = False  # a response was in flight when the socket died
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         """Open and configure the first socket (errors propagate: nothing to keep alive)."""
         self._finished = asyncio.get_running_loop().create_future()
-        session = await self._open()
-        self._activate(session, resend_from=self.samples_appended)
-        self._spawn(self._watch(), "realtime-watchdog")
+        [first] = self.core.start(self.clock())
+        assert isinstance(first, Open)
+        try:
+            session = await self._open(first.socket)
+        except BaseException as exc:
+            self.core.open_failed(first.socket, self.clock(), reason=str(exc), fatal=True)
+            raise
+        self._opened(first.socket, session)
 
     async def run(self) -> None:
         """Until :meth:`close`; raises :class:`SessionFailed` if the conversation cannot go on."""
@@ -177,111 +177,202 @@ class SessionSupervisor:
 
     async def close(self, reason: str = "") -> None:
         """End the conversation: close the socket(s) and stop every background task."""
-        self._closing = True
-        session, self._session = self._session, None
+        self.core.close()
+        if self._timer is not None:
+            self._timer.cancel()
+        live, self._session = self._session, None
+        sockets = list(self._sockets.values())
+        self._sockets.clear()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        if session is not None:
-            self._absorb(session)
-            await session.close(1000, reason)
+        if live is not None:
+            self._absorb(live)
+        for session in sockets:
+            await session.close(1000, reason if session is live else "closing")
         if self._finished is not None and not self._finished.done():
             self._finished.set_result(None)
 
-    def _fail(self, reason: str, *, fatal: bool) -> None:
-        log.error("realtime.session_failed", reason=reason, fatal=fatal)
-        if self._finished is not None and not self._finished.done():
-            self._finished.set_exception(SessionFailed(reason, fatal=fatal))
-            self._finished.exception()  # retrieved by run(); silence "never retrieved"
-        self._closing = True
-        session, self._session = self._session, None
-        if session is not None:
-            self._absorb(session)
-            self._spawn(session.close(1000, "giving up"), "realtime-close")
-
-    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
+    # ------------------------------------------------------------------ the pump
+
+    def _feed(self, actions: tuple[ContinuityAction, ...]) -> None:
+        """Carry out the core's actions, in order, then re-arm the timer."""
+        try:
+            for action in actions:
+                self._execute(action)
+        except Exception as exc:  # a bug of ours: end this conversation, not the process
+            log.error("realtime.supervisor_failed", exc_info=exc)
+            for action in self.core.failed(f"the session supervisor failed: {exc!r}"):
+                if isinstance(action, Fail):
+                    self._fail(action)
+        self._arm()
+
+    def _execute(self, action: ContinuityAction) -> None:
+        if isinstance(action, Open):
+            if action.purpose == "rollover":
+                self._items_before = len(self.conversation)
+            self._spawn(self._open_attempt(action), f"realtime-open-{action.purpose}")
+        elif isinstance(action, Replay):
+            self._replay(action.socket)
+        elif isinstance(action, Activate):
+            self._activate(action)
+        elif isinstance(action, Close):
+            session = self._sockets.pop(action.socket, None)
+            if action.failed:  # the core is back to LIVE after a rollover attempt failed
+                live = self.core.state is ContinuityState.LIVE
+                log.warning(
+                    "realtime.rollover_failed" if live else "realtime.reconnect_failed",
+                    error=action.reason,
+                )
+            if session is not None:
+                self._spawn(session.close(action.code, action.reason), "realtime-close")
+        elif isinstance(action, Abort):
+            log.warning("realtime.stalled", why=action.why)
+            session = self._sockets.get(action.socket)
+            if session is not None and session.connection is not None:
+                session.connection.abort()
+        elif isinstance(action, Ping):
+            session = self._sockets.get(action.socket)
+            if session is not None:
+                self._spawn(self._ping(action.socket, session), "realtime-ping")
+        elif isinstance(action, Fail):
+            self._fail(action)
+
+    def _arm(self) -> None:
+        """Have :meth:`_on_timer` run at the core's next deadline (a timer already due no later
+        stays: a deadline that moved later is found out when it fires)."""
+        deadline = self.core.next_deadline
+        if deadline is None or (self._timer_at is not None and self._timer_at <= deadline):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = deadline
+        delay = max(deadline - self.clock(), 0.0)
+        self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        self._feed(self.core.tick(self.clock(), boundary=self._boundary()))
+
+    def _boundary(self) -> Boundary:
+        session = self._session
+        if session is None:
+            return Boundary.NONE
+        protocol = session.protocol
+        return self.turns.boundary(reply_active=protocol.response_active or protocol.create_held)
+
+    def _fail(self, action: Fail) -> None:
+        log.error("realtime.session_failed", reason=action.reason, fatal=action.fatal)
+        if self._finished is not None and not self._finished.done():
+            self._finished.set_exception(SessionFailed(action.reason, fatal=action.fatal))
+            self._finished.exception()  # retrieved by run(); silence "never retrieved"
+        live, self._session = self._session, None
+        if live is not None:
+            self._absorb(live)
+        for session in self._sockets.values():
+            self._spawn(session.close(1000, "giving up"), "realtime-close")
+        self._sockets.clear()
+
     # ------------------------------------------------------------------ sockets
 
-    async def _open(self) -> RealtimeSession:
+    async def _open(self, socket: int) -> RealtimeSession:
         session = RealtimeSession(
             self.endpoint,
             self.config,
             handler=self._standby_event,
             chunk_ms=self.chunk_ms,
-            options=self.options,
+            options=self._socket_options,
             prices=self.prices,
             conversation=self.conversation,
             clock=self.clock,
         )
         await session.start()
         reader = self._spawn(session.run(), "realtime-reader")
-        reader.add_done_callback(lambda task: self._reader_done(session, task))
+        reader.add_done_callback(lambda task: self._reader_done(socket, session, task))
         return session
+
+    def _opened(self, socket: int, session: RealtimeSession) -> None:
+        self._sockets[socket] = session
+        expires_at = session.expires_at
+        # Wall time, converted once: seconds from the clock's "now" of the same moment.
+        expires_in = expires_at - self.wall() if expires_at is not None else None
+        self._feed(self.core.opened(socket, self.clock(), expires_in=expires_in))
+
+    async def _open_attempt(self, action: Open) -> None:
+        try:
+            session = await self._open(action.socket)
+        except HandshakeRejected as exc:
+            reason, fatal = str(exc), exc.fatal
+        except SessionUpdateRejected as exc:
+            reason, fatal = f"the new socket refused the configuration: {exc}", True
+        except (RealtimeConnectionError, TimeoutError) as exc:
+            reason, fatal = str(exc), False
+        else:
+            self._opened(action.socket, session)
+            return
+        if not fatal:
+            event = "realtime.rollover_failed" if action.purpose == "rollover" else None
+            log.warning(event or "realtime.reconnect_failed", error=reason)
+        self._feed(self.core.open_failed(action.socket, self.clock(), reason=reason, fatal=fatal))
+
+    async def _ping(self, socket: int, session: RealtimeSession) -> None:
+        assert session.connection is not None
+        try:
+            await session.connection.ping()
+        except ConnectionClosed:
+            return  # the reader reports the loss
+        self.core.pong(socket, self.clock())
+        self._arm()
 
     def _standby_event(self, event: ServerEvent) -> None:
         """Events of a socket being prepared: only errors matter, nothing reaches the bridge."""
         if isinstance(event, ev.ErrorReceived) and event.error.kind is ErrorKind.FATAL:
             log.warning("realtime.standby_error", code=event.error.code)
 
-    def _activate(self, session: RealtimeSession, *, resend_from: int) -> None:
-        """Make ``session`` the one carrying the call (synchronous: no audio slips past)."""
-        audio, lost = self.ring.read(resend_from, self.samples_appended)
-        self.stats.lost_samples += lost
-        self.audio_origin = self.samples_appended - audio.size
-        self._session = session
-        session.handler = self._on_event
-        if session.connection is not None:
-            session.connection.on_sent = self._sent
-        if audio.size:
-            session.append_audio(audio)
-            self.stats.resent_samples += audio.size
-        pending, self._pending = self._pending, []
-        for call in pending:
-            call(session)
-        self._expired = self._stalled = False
-        # A new socket's VAD starts fresh: speech it hears in the re-sent audio is reported
-        # again; nothing carries over from the old one.
-        self._caller_speaking = False
-        self._speech_start = None
-        self._spawn(self._rollover(session), "realtime-rollover")
-
-    def _reader_done(self, session: RealtimeSession, task: asyncio.Task[Any]) -> None:
-        if self._closing or session is not self._session or task.cancelled():
-            return  # a retired or standby socket, or we are closing: handled elsewhere
-        exc = task.exception()
+    def _reader_done(self, socket: int, session: RealtimeSession, task: asyncio.Task[Any]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()  # retrieved even when nobody needs it any more
+        if self.core.state in _ENDED:
+            return
+        now = self.clock()
+        if socket != self.core.live:  # a successor being prepared, or a retired socket
+            closed = exc if isinstance(exc, ConnectionClosed) else ConnectionClosed(1006)
+            self._feed(
+                self.core.lost(socket, now, code=closed.code, reason=closed.reason, reply_cut=False)
+            )
+            return
         if not isinstance(exc, ConnectionClosed):
-            self._fail(f"the Realtime reader failed: {exc!r}", fatal=False)
+            self._feed(self.core.failed(f"the Realtime reader failed: {exc!r}"))
             return
         self._absorb(session)
         # The server loses its uncommitted input buffer with the socket, and frames written
         # just before a drop may never have arrived: rebuild the buffer on the next socket
         # from the last commit (bounded by resend_max_s and by the ring).
-        dead_from = max(
+        self._dead_from = max(
             self._last_commit,
             self.audio_origin,
             self.samples_appended - int(self.continuity.resend_max_s * 24_000),
         )
-        self._cut_reply = session.protocol.response_active
+        reply_cut = session.protocol.response_active
         self._session = None
-        self._spawn(session.close(1006, "lost"), "realtime-close-dead")
-        if self._fatal is not None:
-            self._fail(str(self._fatal), fatal=True)
-            return
-        if self._expired or (isinstance(exc, ConnectionClosedOK) and exc.code == 1001):
-            reason = "expired"
-        elif self._stalled or (exc.code == 1011 and "ping timeout" in exc.reason):
-            reason = "stalled"
-        else:
-            reason = "dropped"
-        log.warning("realtime.socket_lost", reason=reason, code=exc.code, detail=exc.reason)
-        self._spawn(self._recover(reason, dead_from, self.clock()), "realtime-recover")
+        actions = self.core.lost(socket, now, code=exc.code, reason=exc.reason, reply_cut=reply_cut)
+        if self.core.state is ContinuityState.RECONNECTING:
+            log.warning(
+                "realtime.socket_lost",
+                reason=self.core.loss_reason,
+                code=exc.code,
+                detail=exc.reason,
+            )
+        self._feed(actions)
 
     def _absorb(self, session: RealtimeSession) -> None:
         """Keep a socket's usage figures when it goes away."""
@@ -293,50 +384,9 @@ class SessionSupervisor:
         self._responses += session.responses
         session.usage, session.cost_usd, session.responses = Usage(), 0.0, 0
 
-    async def _recover(self, reason: str, resend_from: int, since: float) -> None:
-        options = self.continuity
-        delay = options.reconnect_base_s
-        while not self._closing:
-            try:
-                session = await self._open()
-                await self._replay(session)
-            except HandshakeRejected as exc:
-                if exc.fatal:
-                    self._fail(str(exc), fatal=True)
-                    return
-                self._note_failed_attempt(exc)
-            except SessionUpdateRejected as exc:
-                self._fail(f"the new socket refused the configuration: {exc}", fatal=True)
-                return
-            except (RealtimeConnectionError, TimeoutError) as exc:
-                self._note_failed_attempt(exc)
-            else:
-                self._activate(session, resend_from=resend_from)
-                self.stats.reconnects[reason] += 1
-                self.stats.reconnect_ms.append((self.clock() - since) * 1000)
-                self._resume_turn(session)
-                log.info(
-                    "realtime.reconnected",
-                    reason=reason,
-                    outage_ms=round((self.clock() - since) * 1000, 1),
-                )
-                self.on_reconnect(reason)
-                return
-            if self.clock() - since > options.max_outage_s:
-                self._fail(
-                    f"the Realtime API was unreachable for over {options.max_outage_s:g} s",
-                    fatal=False,
-                )
-                return
-            await asyncio.sleep(self._rng.uniform(0, delay))  # full jitter
-            delay = min(delay * 2, options.reconnect_max_s)
-
-    def _note_failed_attempt(self, exc: BaseException) -> None:
-        self.stats.failed_attempts += 1
-        log.warning("realtime.reconnect_failed", error=str(exc))
-
-    async def _replay(self, session: RealtimeSession) -> None:
-        """Send the conversation so far to ``session``; wait until the server has it all."""
+    def _replay(self, socket: int) -> None:
+        """Send the conversation so far to ``socket``; report when the server has it all."""
+        session = self._sockets[socket]
         plan = plan_replay(
             self.conversation,
             dialect=self.endpoint.dialect,
@@ -347,16 +397,15 @@ class SessionSupervisor:
         self.stats.replayed_audio_items += plan.audio_items
         self.stats.dropped_audio_items += plan.dropped_audio_items
         if not plan.items:
+            self._replayed(socket)
             return
         last = ItemId(plan.items[-1]["id"])
-        done = asyncio.get_running_loop().create_future()
 
         def standby(event: ServerEvent) -> None:
             self._standby_event(event)
-            if done.done():
-                return
             if isinstance(event, ev.ItemAdded) and event.item.id == last:
-                done.set_result(None)
+                session.handler = self._standby_event
+                self._replayed(socket)
             elif isinstance(event, ev.ErrorReceived) and (
                 event.error.request_type == "conversation.item.create"
             ):
@@ -365,8 +414,12 @@ class SessionSupervisor:
         session.handler = standby
         for item in plan.items:
             session.create_item(item)
-        async with asyncio.timeout(self.continuity.replay_timeout_s):
-            await done
+
+    def _replayed(self, socket: int) -> None:
+        # A rollover may switch only if the conversation did not move meanwhile.
+        moved = len(self.conversation) != self._items_before
+        boundary = Boundary.NONE if moved else self._boundary()
+        self._feed(self.core.replayed(socket, self.clock(), boundary=boundary))
 
     def _user_audio(self, item_id: str) -> NDArray[np.int16] | None:
         span = self._ranges.get(item_id)
@@ -375,116 +428,68 @@ class SessionSupervisor:
         audio, lost = self.ring.read(*span)
         return audio if not lost else None
 
-    def _resume_turn(self, session: RealtimeSession) -> None:
-        """The socket died with the caller's turn unanswered, or mid-reply: answer now.
+    def _activate(self, action: Activate) -> None:
+        """Make the socket carry the call (synchronous: no caller audio slips past)."""
+        new = self._sockets[action.socket]
+        old = self._session
+        if action.reason == "start":
+            resend_from = self.samples_appended  # nothing
+        elif action.reason == "rollover":
+            assert old is not None
+            self._absorb(old)
+            old.handler = self._standby_event
+            # Re-send the tail, but nothing of the last turn: the old socket answered it,
+            # and a scrap of it at the start of the new buffer would read as a new turn.
+            tail = self.continuity.tail_ms * SAMPLES_PER_MS
+            resend_from = max(self.samples_appended - tail, self._last_commit, 0)
+            self._switch_sent_at = (
+                old.connection.last_sent_at if old.connection is not None else None
+            )
+        else:
+            resend_from = self._dead_from
+        audio, lost = self.ring.read(resend_from, self.samples_appended)
+        self.stats.lost_samples += lost
+        self.audio_origin = self.samples_appended - audio.size
+        self._session = new
+        new.handler = self._on_event
+        if new.connection is not None:
+            new.connection.on_sent = self._sent
+        if audio.size:
+            new.append_audio(audio)
+            self.stats.resent_samples += audio.size
+        pending, self._pending = self._pending, []
+        for call in pending:
+            call(new)
+        cut = self.turns.socket_replaced()
+        if cut and self.on_turn is not None:
+            self.on_turn(cut)
+        if action.reason == "rollover":
+            log.info("realtime.rollover", prepare_ms=round(action.waited_s * 1000, 1))
+            self.on_reconnect("rollover")
+        elif action.reason != "start":
+            self._resume_turn(new, reply_cut=action.reply_cut)
+            log.info(
+                "realtime.reconnected",
+                reason=action.reason,
+                outage_ms=round(action.waited_s * 1000, 1),
+            )
+            self.on_reconnect(action.reason)
+        self._expect()
 
-        A cut reply's received text was replayed, so the model carries on from what the
-        caller heard instead of starting over blind.
-        """
+    def _resume_turn(self, session: RealtimeSession, *, reply_cut: bool) -> None:
+        """The socket died with the caller's turn unanswered, or mid-reply: answer now."""
         records = list(self.conversation)
         unanswered = bool(records) and records[-1].role == "user"
-        if (unanswered or self._cut_reply) and not session.protocol.response_active:
+        if (unanswered or reply_cut) and not session.protocol.response_active:
             session.create_response()
-        self._cut_reply = False
 
-    # ------------------------------------------------------------------ rollover
-
-    def _rollover_window(self, session: RealtimeSession) -> tuple[float, float] | None:
-        """(start looking for a boundary, accept a looser one from) in monotonic time."""
-        now = self.clock()
-        started = session.connected_at or now
-        deadline: float | None = None
-        if session.expires_at is not None:
-            deadline = now + session.expires_at - time.time()
-        if self.continuity.max_session_s is not None:
-            cap = started + self.continuity.max_session_s
-            deadline = cap if deadline is None else min(deadline, cap)
-        if deadline is None:
-            return None
-        lifetime = deadline - started
-        margin = min(self.continuity.rollover_margin_s, max(lifetime * 0.15, 2.0))
-        if lifetime - margin < 1.0:
-            margin = lifetime / 2
-        return deadline - margin, deadline - margin / 3
-
-    def _at_boundary(self, session: RealtimeSession, *, strict: bool = True) -> bool:
-        """Between turns: no response in flight, the caller silent; ``strict`` also waits
-        for the bridge (the reply played out). Near expiry a loose boundary will do: a reply
-        still playing out is replayed as text and plays on."""
-        server_busy = (
-            session.protocol.response_active
-            or session.protocol.create_held
-            or self._caller_speaking
-        )
-        return not server_busy and not (strict and self.turn_busy())
-
-    async def _rollover(self, session: RealtimeSession) -> None:
-        window = self._rollover_window(session)
-        if window is None:
-            return
-        start, loosen = window
-        await asyncio.sleep(max(start - self.clock(), 0.0))
-        while session is self._session and not self._closing:
-            strict = self.clock() < loosen
-            if self._at_boundary(session, strict=strict):
-                try:
-                    await self._switch(session, strict=strict)
-                    return
-                except _NotNow:
-                    pass
-                except (RealtimeError, TimeoutError) as exc:
-                    # The old socket carries on; if it expires first, recovery takes over.
-                    log.warning("realtime.rollover_failed", error=str(exc))
-                    self._note_failed_attempt(exc)
-                    await asyncio.sleep(1.0)
-            await asyncio.sleep(0.05)
-
-    async def _switch(self, old: RealtimeSession, *, strict: bool = True) -> None:
-        started = self.clock()
-        items_before = len(self.conversation)
-        new = await self._open()
-        try:
-            await self._replay(new)
-        except BaseException:
-            await new.close(1000, "rollover abandoned")
-            raise
-        if (
-            old is not self._session
-            or not self._at_boundary(old, strict=strict)
-            or len(self.conversation) != items_before
+    def _expect(self) -> None:
+        """Tell the core whether the live socket owes us a reply (after calls of ours)."""
+        session = self._session
+        if session is not None and self.core.expecting(
+            self.clock(), session.protocol.response_active
         ):
-            await new.close(1000, "rollover postponed")
-            raise _NotNow
-        # From here to the end of _activate: synchronous, no caller audio can slip by.
-        self._absorb(old)
-        old.handler = self._standby_event
-        last_sent = old.connection.last_sent_at if old.connection is not None else None
-        # Re-send the tail, but nothing of the last turn: the old socket answered it, and a
-        # scrap of it at the start of the new buffer would read as a new (tiny) turn.
-        tail = self.continuity.tail_ms * SAMPLES_PER_MS
-        self._activate(new, resend_from=max(self.samples_appended - tail, self._last_commit, 0))
-        self._switch_sent_at = last_sent
-        self.stats.rollovers += 1
-        log.info("realtime.rollover", prepare_ms=round((self.clock() - started) * 1000, 1))
-        self.on_reconnect("rollover")
-        self._spawn(old.close(1000, "rollover"), "realtime-retire")
-
-    # ------------------------------------------------------------------ watchdog
-
-    async def _watch(self) -> None:
-        """Abort a socket that went silent while a response is expected (a stalled server)."""
-        while not self._closing:
-            await asyncio.sleep(0.25)
-            session = self._session
-            if session is None or session.connection is None:
-                continue
-            if not session.protocol.response_active:
-                continue
-            silent = self.clock() - session.last_frame_at
-            if silent > self.continuity.stall_timeout_s:
-                log.warning("realtime.stalled", silent_s=round(silent, 1))
-                self._stalled = True
-                session.connection.abort()
+            self._arm()
 
     # ------------------------------------------------------------------ events
 
@@ -496,24 +501,23 @@ class SessionSupervisor:
             self.on_audio_sent(frame)
 
     def _on_event(self, event: ServerEvent) -> None:
-        if isinstance(event, ev.SpeechStarted):
-            self._caller_speaking = True
-            self._speech_start = self.sample_at_ms(event.audio_start_ms)
-        elif isinstance(event, ev.SpeechStopped):
-            self._caller_speaking = False
-            start = self._speech_start if self._speech_start is not None else self._last_commit
+        if isinstance(event, ev.SpeechStopped):
+            start_ms = self.turns.speech_start_ms
+            start = self.sample_at_ms(start_ms) if start_ms is not None else self._last_commit
             self._ranges[event.item_id] = (start, self.sample_at_ms(event.audio_end_ms))
-            self._speech_start = None
         elif isinstance(event, ev.InputCommitted):
             if event.item_id not in self._ranges:  # a manual commit: what came since the last
                 self._ranges[event.item_id] = (self._last_commit, self.samples_appended)
             self._last_commit = self._ranges[event.item_id][1]
-        elif isinstance(event, ev.ErrorReceived):
-            if event.error.code == "session_expired":
-                self._expired = True
-            elif event.error.kind is ErrorKind.FATAL:
-                self._fatal = event.error
+        actions = self.turns.receive(event)
+        session = self._session
+        if session is not None and self.core.receive(
+            event, session.last_frame_at, reply_expected=session.protocol.response_active
+        ):
+            self._arm()
         self.handler(event)
+        if actions and self.on_turn is not None:
+            self.on_turn(actions)
 
     # ------------------------------------------------------------------ figures
 
@@ -564,7 +568,7 @@ class SessionSupervisor:
         """Run ``action`` on the live socket, or when the next one is live."""
         if self._session is not None:
             action(self._session)
-        elif not self._closing:
+        elif self.core.state not in _ENDED:
             self._pending.append(action)
 
     def append_audio(self, samples: NDArray[np.int16]) -> None:
@@ -583,6 +587,7 @@ class SessionSupervisor:
 
     def create_response(self, response: Mapping[str, Any] | None = None) -> None:
         self._call(lambda s: s.create_response(response))
+        self._expect()
 
     def cancel_response(self) -> None:
         if self._session is not None:

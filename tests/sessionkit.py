@@ -10,10 +10,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from sessions.connection import ConnectionOptions
 from sessions.endpoint import Endpoint
 from sessions.events import ServerEvent
 from sessions.session_config import ServerVad, SessionConfig
 from sessions.supervisor import ContinuityOptions, SessionSupervisor
+from sessions.turns import TurnAction
 
 E = TypeVar("E")
 
@@ -24,15 +26,20 @@ CONFIG = SessionConfig(
 
 
 class EventLog:
-    """Every event handed to the handler, with a way to wait for one."""
+    """Every event handed to the handler (and every turn action), with a way to wait for one."""
 
     def __init__(self) -> None:
         self.events: list[ServerEvent] = []
+        self.turn_actions: list[TurnAction] = []
         self._changed = asyncio.Event()
 
     def __call__(self, event: ServerEvent) -> None:
         self.events.append(event)
         self._changed.set()
+
+    def turn(self, actions: tuple[TurnAction, ...]) -> None:
+        """``on_turn``: what a bridge would be asked to do."""
+        self.turn_actions += actions
 
     def poke(self) -> None:
         """Something other than an event changed (a reconnect): re-check what we wait for."""
@@ -53,11 +60,15 @@ class EventLog:
         return self.of(kind)[after]
 
 
-def supervisor(url: str, log: EventLog, **continuity: Any) -> SessionSupervisor:
+def supervisor(
+    url: str, log: EventLog, *, options: ConnectionOptions | None = None, **continuity: Any
+) -> SessionSupervisor:
     client = SessionSupervisor(
         Endpoint.compatible(url, api_key="test-key"),
         CONFIG,
         handler=log,
+        on_turn=log.turn,
+        options=options,
         continuity=ContinuityOptions(**continuity),
     )
     client.on_reconnect = lambda _reason: log.poke()

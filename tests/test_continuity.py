@@ -1,7 +1,11 @@
-"""A conversation that outlives its sockets: rollover, reconnects, replay, fatal ends.
+"""A conversation that outlives its sockets, over real sockets: the supervisor pumps the
+continuity core (``sessions.continuity``) against the in-process simulator.
 
-The supervisor runs against the in-process simulator; caller audio is pushed faster than real
-time; every wait is on an event (with a timeout only as a safety net).
+The decisions and their timing (rollover windows, backoff, stall and keepalive deadlines,
+expiry, outage limits) are tested on a fake clock in ``tests/test_continuity_core.py``; here
+each path is shown once end to end, with its timers made small through the options so that
+nothing waits for seconds. Caller audio is pushed faster than real time; every wait is on an
+event (with a timeout only as a safety net).
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from sessions import events as ev
+from sessions.connection import ConnectionOptions
 from sessions.errors import SessionFailed
 from sessions.simulator import parse_fault
+from sessions.turns import EndAudio
 from tests.sessionkit import EventLog, supervisor
 from tests.simclient import silence, utterance
 
@@ -48,7 +54,7 @@ def session_updates(lines: list[dict]) -> dict[int, str]:
 async def test_a_drop_mid_reply_reconnects_replays_and_resumes(simulator, tmp_path: Path) -> None:
     path = tmp_path / "journal.jsonl"
     sim = await simulator(
-        behavior="echo", pace=1.0, journal=path, faults=faults("drop@agent_speaking")
+        behavior="echo", pace=8.0, journal=path, faults=faults("drop@agent_speaking")
     )
     log = EventLog()
     client = supervisor(sim.url, log)
@@ -68,6 +74,9 @@ async def test_a_drop_mid_reply_reconnects_replays_and_resumes(simulator, tmp_pa
     assert replayed[0]["content"][0]["type"] == "input_audio"  # no transcript: its audio
     assert client.stats.lost_samples == 0
     assert client.stats.reconnect_ms and client.stats.reconnect_ms[0] < 5_000
+    # The bridge is told the cut item will get no more audio (so its playout can finish).
+    cut_item = log.of(ev.AudioDelta)[0].item_id
+    assert EndAudio(cut_item) in log.turn_actions
 
 
 async def test_caller_audio_during_an_outage_is_not_lost(simulator) -> None:
@@ -89,13 +98,30 @@ async def test_caller_audio_during_an_outage_is_not_lost(simulator) -> None:
 
 
 async def test_a_stalled_server_is_detected_and_replaced(simulator) -> None:
-    sim = await simulator(behavior="echo", pace=1.0, faults=faults("stall@agent_speaking"))
+    sim = await simulator(behavior="echo", pace=8.0, faults=faults("stall@agent_speaking"))
     log = EventLog()
-    client = supervisor(sim.url, log, stall_timeout_s=0.5)
+    client = supervisor(sim.url, log, stall_timeout_s=0.2)
     await client.start()
     try:
         client.append_audio(utterance(lead=0.2, speech=1.0, tail=0.5))
         await log.until(lambda: client.stats.reconnects["stalled"] == 1)
+        done = await log.next(ev.ResponseDone)
+    finally:
+        await client.close()
+    assert done.status == "completed"
+
+
+async def test_an_unanswered_ping_is_a_stall(simulator) -> None:
+    """The keepalive is the core's: a stalled server holds its pongs back."""
+    sim = await simulator(behavior="echo", pace=8.0, faults=faults("stall@idle"))
+    log = EventLog()
+    client = supervisor(
+        sim.url, log, options=ConnectionOptions(ping_interval=0.05, ping_timeout=0.25)
+    )
+    await client.start()
+    try:
+        await log.until(lambda: client.stats.reconnects["stalled"] == 1)
+        client.append_audio(utterance(lead=0.2, speech=0.8, tail=0.5))  # the new socket hears
         done = await log.next(ev.ResponseDone)
     finally:
         await client.close()
@@ -134,15 +160,15 @@ async def test_rollover_before_expiry_switches_between_turns_losing_nothing(
     simulator, tmp_path: Path
 ) -> None:
     path = tmp_path / "journal.jsonl"
-    sim = await simulator(behavior="echo", pace=float("inf"), expire_after_s=3.0, journal=path)
+    sim = await simulator(behavior="echo", pace=float("inf"), journal=path)
     log = EventLog()
-    client = supervisor(sim.url, log, tail_ms=300)
+    # Sessions of 0.6 s: a boundary is looked for from 0.3 s on (the margin is half of it).
+    client = supervisor(sim.url, log, tail_ms=300, max_session_s=0.6)
     await client.start()
     try:
         client.append_audio(utterance(lead=0.2, speech=0.8, tail=0.5))
         await log.next(ev.ResponseDone)
-        appended_before = client.samples_appended
-        # Keep the caller's (silent) audio flowing in real-time-sized pieces until the switch.
+        # The caller's (silent) audio keeps flowing, at its real pace, until the switch.
         while client.stats.rollovers == 0:
             client.append_audio(silence(0.02))
             await asyncio.sleep(0.02)
@@ -154,15 +180,17 @@ async def test_rollover_before_expiry_switches_between_turns_losing_nothing(
     assert not client.stats.reconnects  # a rollover, not a reconnect
     assert not [e for e in log.of(ev.ErrorReceived) if e.error.code == "session_expired"]
     assert client.stats.lost_samples == 0
-    assert len(client.stats.rollover_gaps_ms) == 1
+    assert len(client.stats.rollover_gaps_ms) == client.stats.rollovers
     lines = journal(path)
-    sent = {1: 0, 2: 0}
+    sent: dict[int, int] = {}
     for x in lines:
         if x["dir"] == "in" and x["frame"].get("type") == "input_audio_buffer.append":
-            sent[x["conn"]] += x["frame"]["bytes"] // 2
-    # Every sample reached a socket; the new one also got the old one's tail again.
-    assert sent[1] + sent[2] >= client.samples_appended
-    assert sent[2] >= client.samples_appended - appended_before - sent[1] + 300 * 24 - 480
+            sent[x["conn"]] = sent.get(x["conn"], 0) + x["frame"]["bytes"] // 2
+    # Every sample reached a socket; each successor also got its predecessor's tail again
+    # (the old socket's last partial chunk, < 20 ms, goes only to the new one).
+    conns = sorted(sent)
+    assert len(conns) == client.stats.rollovers + 1
+    assert sum(sent.values()) >= client.samples_appended + client.stats.rollovers * (300 * 24 - 480)
     assert [i.get("role") for i in created_items(lines, conn=2)] == ["user", "assistant"]
 
 
@@ -182,7 +210,7 @@ async def test_a_fatal_error_ends_the_conversation_at_once(simulator) -> None:
 async def test_an_outage_beyond_the_limit_ends_the_conversation(simulator) -> None:
     sim = await simulator()
     log = EventLog()
-    client = supervisor(sim.url, log, max_outage_s=0.5, reconnect_base_s=0.05)
+    client = supervisor(sim.url, log, max_outage_s=0.1, reconnect_base_s=0.02)
     await client.start()
     await sim.close()  # the server is gone for good
     with pytest.raises(SessionFailed) as caught:

@@ -170,14 +170,14 @@ async def test_official_sdk_holds_a_conversation_with_bridge_sim_echo(
 async def test_session_expires_with_session_expired_then_close_1001(
     sim_process: Callable[..., SimProcess],
 ) -> None:
-    sim = sim_process("--expire-after", "2")
+    sim = sim_process("--expire-after", "0.5")
     ws = await open_ws(sim.url)
     created = await recv(ws)
-    assert created["session"]["expires_at"] - time.time() <= 3
+    assert created["session"]["expires_at"] - time.time() <= 1
     error, _ = await recv_until(ws, "error", timeout=15)
     assert error["error"]["type"] == "invalid_request_error"
     assert error["error"]["code"] == "session_expired"
-    assert error["error"]["message"] == "Your session hit the maximum duration of 2 seconds."
+    assert error["error"]["message"] == "Your session hit the maximum duration of 0.5 seconds."
     with pytest.raises(ConnectionClosed):
         await recv(ws, timeout=10)
     assert ws.close_code == 1001

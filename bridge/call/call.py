@@ -7,11 +7,16 @@ figures (``records``, ``metrics``, ``latency``). The same code runs on a real ro
 (``bridge.pod.agent``) and on the loopback (``bridge.local.trial``): only the
 :class:`~bridge.room.participant.AgentParticipant` and the calls into :attr:`Call.input` differ.
 
-Barge-in happens inside the handler of ``input_audio_buffer.speech_started``, in the same
-event-loop step that read it: the source queue is cleared synchronously, the rest of the
-response is discarded, each cut item is truncated at the audio that left the source (deleted
-when none did), its caption closed with only the heard text, and the state set to listening.
-A message typed on ``lk.chat`` does the same before it is answered.
+Turn-taking is decided by the sans-I/O turn core (``sessions.turns``, owned by the supervisor,
+which feeds it every event of the live socket): :class:`Call` feeds it what only the room side
+knows (an item started playing, the playout went idle, the samples of each item played when
+it was stopped, a typed message) and carries out the actions it returns (:meth:`Call._take_turn`).
+
+Barge-in happens in the same event-loop step that read ``input_audio_buffer.speech_started``:
+the source queue is cleared synchronously, the rest of the response is discarded, each cut
+item is truncated at the audio that left the source (deleted when none did), its caption
+closed with only the heard text, and the state set to listening. A message typed on
+``lk.chat`` does the same before it is answered.
 """
 
 from __future__ import annotations
@@ -54,6 +59,20 @@ from sessions.errors import (
 from sessions.events import ServerEvent
 from sessions.protocol import OutboundFrame
 from sessions.supervisor import ContinuityOptions, SessionSupervisor
+from sessions.turns import (
+    Actions as TurnActions,
+    CancelResponse,
+    CloseCaption,
+    CreateResponse,
+    CutItem,
+    DiscardResponse,
+    EndAudio,
+    ExpectAudio,
+    SendUserText,
+    SetAgentState,
+    StopPlayout,
+    TurnEnded,
+)
 from sessions.usage import PriceTable
 
 log = structlog.get_logger("bridge.call.call")
@@ -130,6 +149,7 @@ class Call:
             endpoint,
             profile.session,
             handler=self.on_event,
+            on_turn=self._take_turn,
             chunk_ms=profile.chunk_ms,
             options=options.connection,
             continuity=options.continuity,
@@ -140,7 +160,6 @@ class Call:
         self.timeline = CallerTimeline()
         self.session.on_audio_sent = self._on_audio_sent
         self.session.on_reconnect = self._on_reconnect
-        self.session.turn_busy = lambda: self.busy
         self.input = RoomInput(
             sink=self._on_caller_audio,
             mode=profile.input_mode,
@@ -160,14 +179,11 @@ class Call:
         self._tasks: list[asyncio.Task[None]] = []
         self._grace: asyncio.TimerHandle | None = None
         self._caption_wake = asyncio.Event()
-        self._turn_end: float | None = None  # caller's speech end awaiting a reply
+        # Figures only (the turn state is the turn core's): when the caller's last turn ended,
+        # for the latency of the first reply audio after it.
+        self._turn_end: float | None = None  # when the room delivered the speech end
         self._turn_event: float | None = None  # when speech_stopped was received
-        self._caller_speaking = False
-        self._speech_start_ms = 0
         self._handlers: dict[type, Callable[[ServerEvent], None]] = {
-            ev.SpeechStarted: self._on_speech_started,  # type: ignore[dict-item]
-            ev.SpeechStopped: self._on_speech_stopped,  # type: ignore[dict-item]
-            ev.OutputItemAdded: self._on_output_item,  # type: ignore[dict-item]
             ev.AudioDelta: self._on_audio_delta,  # type: ignore[dict-item]
             ev.AudioDone: self._on_audio_done,  # type: ignore[dict-item]
             ev.TranscriptDelta: self._on_transcript_delta,  # type: ignore[dict-item]
@@ -247,7 +263,6 @@ class Call:
         self.end("the Realtime session ended")
 
     def _on_reconnect(self, reason: str) -> None:
-        self._caller_speaking = False  # the new socket reports speech in the re-sent audio anew
         if reason == "rollover":
             self.record.rollovers += 1
         else:
@@ -336,14 +351,9 @@ class Call:
 
     @property
     def busy(self) -> bool:
-        """A turn is in progress: caller speaking, a reply awaited, generated or playing."""
-        return (
-            self._caller_speaking
-            or self._turn_event is not None
-            or self.session.response_active
-            or self.playout.speaking
-            or self.captions.waiting
-        )
+        """A turn is in progress: caller speaking, a reply awaited, generated or playing, or
+        its captions still being released."""
+        return self.session.turns.busy or self.session.response_active or self.captions.waiting
 
     # ------------------------------------------------------------------ room side
 
@@ -380,15 +390,7 @@ class Call:
         if self.profile.input_mode == "linked" and identity != self.input.linked:
             log.info("call.chat_ignored", reason="not the linked participant")
             return
-        text = text.strip()
-        if not text:
-            return
-        self.interrupt()
-        self.record.say(self.clock(), "caller", text)
-        self.record.turns += 1
-        self.session.send_user_text(text)
-        self.session.create_response()
-        self.state.set("thinking")
+        self._take_turn(self.session.turns.chat(text))
 
     # ------------------------------------------------------------------ session events
 
@@ -396,6 +398,35 @@ class Call:
         handler = self._handlers.get(type(event))
         if handler is not None:
             handler(event)
+
+    def _take_turn(self, actions: TurnActions) -> None:
+        """Carry out the turn core's actions, in order."""
+        for action in actions:
+            if isinstance(action, StopPlayout):
+                speech = action.cause == "speech"  # the socket read of speech_started
+                self.interrupt(self.session.last_frame_at if speech else None)
+            elif isinstance(action, SetAgentState):
+                self.state.set(action.state)
+            elif isinstance(action, DiscardResponse):
+                self.session.discard_response(action.response_id)
+            elif isinstance(action, CancelResponse):
+                self.session.cancel_response()
+            elif isinstance(action, CutItem):
+                self._cut(action)
+            elif isinstance(action, TurnEnded):
+                self._turn_ended(action)
+            elif isinstance(action, ExpectAudio):
+                self.playout.begin_item(action.item_id)
+            elif isinstance(action, EndAudio):
+                self.playout.end_item(action.item_id)
+            elif isinstance(action, CloseCaption):
+                self.captions.interrupt(action.item_id)
+            elif isinstance(action, SendUserText):
+                self.record.say(self.clock(), "caller", action.text)
+                self.record.turns += 1
+                self.session.send_user_text(action.text)
+            elif isinstance(action, CreateResponse):
+                self.session.create_response()
 
     def interrupt(self, started: float | None = None) -> int:
         """Stop the agent now (barge-in). Returns how many items were cut.
@@ -407,20 +438,7 @@ class Call:
         cut = self.playout.interrupt()
         cleared = self.clock()
         response_id = self.session.active_response_id
-        if response_id is not None:
-            self.session.discard_response(response_id)
-            turn = self.profile.session.turn_detection
-            if turn is None or not turn.interrupt_response:
-                self.session.cancel_response()
-        for item_id, samples in cut.items():
-            heard = self.captions.interrupt(item_id)
-            self.captions.finals.pop(item_id, None)
-            played_ms = samples * 1000 // SAMPLE_RATE
-            result = self.session.truncate(item_id, played_ms, heard_text=heard)
-            self.record.truncations.append(
-                TruncationRecord(item_id, result.audio_end_ms, played_ms, result.action)
-            )
-            self.record.say(self.clock(), "agent", f"{heard} [interrupted]".strip())
+        self._take_turn(self.session.turns.playout_stopped(cut, response_id=response_id))
         if cut:
             self.record.interruptions += 1
             self.record.barge_in_stop_ms.append((cleared - started) * 1000)
@@ -429,26 +447,22 @@ class Call:
                 self.metrics.barge_in_stop.observe(cleared - started)
         return len(cut)
 
-    def _on_speech_started(self, event: ev.SpeechStarted) -> None:
-        self._caller_speaking = True
-        self._speech_start_ms = event.audio_start_ms
-        self.interrupt(self.session.last_frame_at)
-        self.state.set("listening")
+    def _cut(self, action: CutItem) -> None:
+        heard = self.captions.interrupt(action.item_id)
+        self.captions.finals.pop(action.item_id, None)
+        result = self.session.truncate(action.item_id, action.played_ms, heard_text=heard)
+        self.record.truncations.append(
+            TruncationRecord(action.item_id, result.audio_end_ms, action.played_ms, result.action)
+        )
+        self.record.say(self.clock(), "agent", f"{heard} [interrupted]".strip())
 
-    def _on_speech_stopped(self, event: ev.SpeechStopped) -> None:
-        self._caller_speaking = False
+    def _turn_ended(self, action: TurnEnded) -> None:
         now = self.clock()
         self._turn_event = now
-        self._turn_end = self.timeline.time_of(self.session.sample_at_ms(event.audio_end_ms))
+        self._turn_end = self.timeline.time_of(self.session.sample_at_ms(action.audio_end_ms))
         self.record.turns += 1
         if self.profile.session.input_transcription is None:  # no words: say how long
-            seconds = max(event.audio_end_ms - self._speech_start_ms, 0) / 1000
-            self.record.say(now, "caller", f"(speech, {seconds:.1f} s)")
-        self.state.set("thinking")
-
-    def _on_output_item(self, event: ev.OutputItemAdded) -> None:
-        if event.item.type == "message" and self.profile.session.output_modalities == ("audio",):
-            self.playout.begin_item(event.item.id)
+            self.record.say(now, "caller", f"(speech, {action.speech_ms / 1000:.1f} s)")
 
     def _on_audio_delta(self, event: ev.AudioDelta) -> None:
         self.playout.push(event.item_id, event.pcm, self.session.last_frame_at)
@@ -479,7 +493,6 @@ class Call:
             for item in event.output:
                 if item.text:
                     self.record.say(self.clock(), "agent", item.text)
-            self.state.set("listening")
 
     def _on_function_call(self, event: ev.FunctionCall) -> None:
         output = run_tool(event.name, event.arguments, self.tool_context)
@@ -533,7 +546,7 @@ class Call:
 
     def _on_item_started(self, item_id: str) -> None:
         now = self.clock()
-        self.state.set("speaking")
+        self._take_turn(self.session.turns.item_started(item_id))
         if self._turn_event is not None:
             self.record.response_latency_ms.append((now - self._turn_event) * 1000)
             self._turn_event = None
@@ -546,11 +559,11 @@ class Call:
 
     def _on_playout_idle(self) -> None:
         self.captions.tick()
+        # First: a reply cut by a lost socket has now played out; its caption closes.
+        self._take_turn(self.session.turns.playout_idle(reply_active=self.session.response_active))
         for item_id, text in list(self.captions.finals.items()):
             self.record.say(self.clock(), "agent", text)
             del self.captions.finals[item_id]
-        if not self._caller_speaking and not self.session.response_active:
-            self.state.set("listening")
         if self.tool_context.hangup_requested:
             self.end("the agent ended the call")
 
