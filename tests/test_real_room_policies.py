@@ -12,11 +12,11 @@ import time
 
 import numpy as np
 
-from bridge.local.heard import resemblance, segments
+from bridge.local.heard import segments
 from bridge.local.livekit_server import Credentials
 from bridge.room.caller import RoomCaller
 from tests.realroom import Worker, dispatch, room_name
-from tests.test_real_room import HEAR, demo_at, join, listening, stuck
+from tests.test_real_room import HEAR, demo_at, echoes, join, listening, stuck
 
 RATE = 48_000
 DEMO = demo_at(RATE)
@@ -60,10 +60,10 @@ async def test_linked_follows_the_next_human_when_the_first_leaves(
         await dispatch(livekit, room, {"profile": "echo-test"})  # nobody named: the first human
         await listening(first)
         await say(first, QUESTION, [first])
-        assert resemblance(last_reply(first), at_24k(QUESTION), HEAR) >= 0.6
+        assert echoes(last_reply(first), at_24k(QUESTION)) >= 0.7
         await first.aclose()  # the linked caller leaves; the other is still here
         await say(second, CORRECTION, [second])
-        assert resemblance(last_reply(second), at_24k(CORRECTION), HEAR) >= 0.6
+        assert echoes(last_reply(second), at_24k(CORRECTION)) >= 0.7
     except TimeoutError:
         raise AssertionError(stuck(second, bridge_worker)) from None
     finally:
@@ -96,8 +96,8 @@ async def test_mix_hears_two_callers_in_turn(livekit: Credentials, bridge_worker
     replies = segments(heard_by_one, HEAR, threshold=30)
     assert len(replies) == 2, replies  # one answer to each caller, both heard by everyone
     first, second = (heard_by_one[int(a * HEAR) : int(b * HEAR)] for a, b in replies)
-    assert resemblance(first, at_24k(QUESTION), HEAR) >= 0.6
-    assert resemblance(second, at_24k(CORRECTION), HEAR) >= 0.6
+    assert echoes(first, at_24k(QUESTION)) >= 0.7
+    assert echoes(second, at_24k(CORRECTION)) >= 0.7
 
 
 async def test_a_sip_participant_is_heard_like_a_browser(
@@ -113,7 +113,7 @@ async def test_a_sip_participant_is_heard_like_a_browser(
         raise AssertionError(stuck(phone, bridge_worker)) from None
     finally:
         await phone.aclose()
-    assert resemblance(last_reply(phone), at_24k(CORRECTION), HEAR) >= 0.6
+    assert echoes(last_reply(phone), at_24k(CORRECTION)) >= 0.7
 
 
 async def test_an_empty_room_ends_the_call_and_the_worker_takes_the_next(
@@ -143,4 +143,4 @@ async def test_an_empty_room_ends_the_call_and_the_worker_takes_the_next(
         await say(caller, CORRECTION, [caller])
     finally:
         await caller.aclose()
-    assert resemblance(last_reply(caller), at_24k(CORRECTION), HEAR) >= 0.6
+    assert echoes(last_reply(caller), at_24k(CORRECTION)) >= 0.7

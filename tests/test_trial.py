@@ -20,6 +20,7 @@ import soxr
 
 from bridge.call.profiles import ProfileSet
 from bridge.call.tools import TOOLS
+from bridge.local.heard import resemblance
 from bridge.local.trial import TrialResult, run_trial
 from bridge.local.wavfile import Wav, demo_recording, read_wav
 from sessions.endpoint import Endpoint
@@ -160,24 +161,15 @@ def test_the_correction_is_answered(runs: dict[str, Run], name: str) -> None:
     assert echoed(reply, correction) >= 0.8
 
 
-def echoed(reply: np.ndarray, said: np.ndarray, chunk_s: float = 0.25) -> float:
-    """The share of 250 ms pieces of what was said that the reply repeats (ncc > 0.8).
+def echoed(reply: np.ndarray, said: np.ndarray) -> float:
+    """How much of ``said`` the reply repeats (PCM end to end: pieces must match at 0.8).
 
-    Piece by piece, each at its own best alignment: when the test process stalls (a long
+    Piece by piece (``bridge.local.heard.resemblance``): when the test process stalls (a long
     collection, a busy machine), the caller's loopback source (played on the same loop as the
     call) can run dry and the SDK fills the gap with silence, which shifts the rest of the
     utterance, and with it the echo.
-    A reply that is not the utterance matches no piece.
     """
-    n = int(chunk_s * RATE)
-    x = reply.astype(np.float64)
-    window = np.sqrt(np.convolve(x * x, np.ones(n), mode="valid"))  # energy under each lag
-    found = 0
-    pieces = [said[i : i + n].astype(np.float64) for i in range(0, said.size - n + 1, n)]
-    for piece in pieces:
-        corr = np.correlate(x, piece, mode="valid") / (window * np.linalg.norm(piece) + 1e-9)
-        found += bool(corr.size) and float(np.max(np.abs(corr))) > 0.8
-    return found / len(pieces)
+    return resemblance(reply, said, RATE, match=0.8)
 
 
 def test_agent_states_follow_the_conversation(runs: dict[str, Run]) -> None:

@@ -120,22 +120,33 @@ def analyse(
 
 
 def resemblance(
-    reply: NDArray[np.int16], said: NDArray[np.int16], rate: int, *, piece_s: float = 0.25
+    reply: NDArray[Any],
+    said: NDArray[Any],
+    rate: int,
+    *,
+    piece_s: float = 0.25,
+    match: float = 0.8,
 ) -> float:
-    """The share of ``piece_s`` pieces of ``said`` that ``reply`` repeats (ncc > 0.8).
+    """The share of the voiced ``piece_s`` pieces of ``said`` that ``reply`` repeats.
 
-    Piece by piece, each at its own best alignment, so a gap somewhere (a caller's source that
-    ran dry, a concealed packet) shifts nothing else. Both at ``rate``, mono. A reply that is
-    not the utterance matches no piece.
+    A piece is repeated when its normalised cross-correlation with some stretch of the reply
+    exceeds ``match`` (two Opus passes leave 0.75-0.95 on speech; plain PCM 0.99). Piece by
+    piece, each at its own best alignment, so a gap somewhere (a caller's source that ran dry,
+    a concealed packet) shifts nothing else; pieces quieter than a tenth of the loudest are
+    silence and not counted. Both at ``rate``, mono. A reply that is not the utterance
+    matches no piece.
     """
     n = int(piece_s * rate)
     x = reply.astype(np.float64)
-    if x.size < n:
+    pieces = [said[i : i + n].astype(np.float64) for i in range(0, said.size - n + 1, n)]
+    norms = [float(np.linalg.norm(p)) for p in pieces]
+    loudest = max(norms, default=0.0)
+    voiced = [(p, norm) for p, norm in zip(pieces, norms, strict=True) if norm > loudest / 10]
+    if x.size < n or not voiced:
         return 0.0
     window = np.sqrt(np.convolve(x * x, np.ones(n), mode="valid"))  # energy under each lag
-    pieces = [said[i : i + n].astype(np.float64) for i in range(0, said.size - n + 1, n)]
     found = 0
-    for piece in pieces:
-        corr = np.correlate(x, piece, mode="valid") / (window * np.linalg.norm(piece) + 1e-9)
-        found += bool(corr.size) and float(np.max(np.abs(corr))) > 0.8
-    return found / len(pieces) if pieces else 0.0
+    for piece, norm in voiced:
+        corr = np.correlate(x, piece, mode="valid") / (window * norm + 1e-9)
+        found += float(np.max(np.abs(corr))) > match
+    return found / len(voiced)
