@@ -202,8 +202,10 @@ def test_only_declared_functions_are_ever_called(
     done = call_made(core, events)
     if done is None:  # then it spoke
         assert any(e["type"] == "response.output_audio.delta" for e in events)
-        assert not names or choice == "none" or (
-            isinstance(choice, dict) and choice["name"] not in names
+        assert (
+            not names
+            or choice == "none"
+            or (isinstance(choice, dict) and choice["name"] not in names)
         )
         return
     assert done["name"] in names

@@ -119,9 +119,7 @@ def question() -> Wav:
 
 def question_then_barge_in() -> Wav:
     # The second utterance starts 3.5 s after the first ends: the tool has long been running.
-    samples = np.concatenate(
-        [utterance(lead=0.3, speech=1.0, tail=3.5), voiced(1.0), silence(1.5)]
-    )
+    samples = np.concatenate([utterance(lead=0.3, speech=1.0, tail=3.5), voiced(1.0), silence(1.5)])
     return Wav(samples, RATE, 1)
 
 

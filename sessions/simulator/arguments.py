@@ -69,10 +69,8 @@ def arguments_for(parameters: Any, heard: str) -> dict[str, Any] | None:
         Draft202012Validator.check_schema(parameters)
     except SchemaError:
         return None
-    validator = Draft202012Validator(
-        parameters, format_checker=Draft202012Validator.FORMAT_CHECKER
-    )
-    maker = _Maker(validator)
+    validator = Draft202012Validator(parameters, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    maker = _Maker(validator, parameters)
     for value in itertools.islice(maker.values(parameters, heard, 0), MAX_TRIES):
         if isinstance(value, dict) and validator.is_valid(value):
             return value
@@ -82,9 +80,9 @@ def arguments_for(parameters: Any, heard: str) -> dict[str, Any] | None:
 class _Maker:
     """Candidate values for (sub)schemas of one root schema, most plausible first."""
 
-    def __init__(self, validator: Draft202012Validator) -> None:
+    def __init__(self, validator: Draft202012Validator, root: Mapping[str, Any]) -> None:
         self.validator = validator
-        self.root: Mapping[str, Any] = validator.schema  # type: ignore[assignment]
+        self.root = root
 
     def fits(self, value: Any, schema: Any) -> bool:
         return bool(self.validator.evolve(schema=schema).is_valid(value))
