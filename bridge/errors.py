@@ -2,14 +2,21 @@
 
 Each package keeps its own tree: ``resampling.errors`` (a leaf), ``sessions.errors`` (which
 may use resampling), and this one for what only the bridge knows about: settings from the
-environment, profiles, dispatch metadata, audio files, benchmarks::
+environment, profiles, dispatch metadata, audio files, benchmarks, the tools a profile offers::
 
     BridgeError
     ├── ConfigError              a setting, profile, metadata value or input file is unacceptable
     │   ├── MissingSetting       a required environment variable is not set
-    │   ├── ProfileError         a profiles file is wrong (names file, profile, field)
+    │   ├── ProfileError         a profiles file is wrong (names file, profile, tool, field)
     │   └── MetadataError        dispatch metadata is unacceptable
+    ├── ToolCallError            one call of a tool could not give the model an answer
+    │   ├── InvalidArguments     the model's arguments do not fit the tool's schema (not run)
+    │   ├── ToolFailed           the tool ran and failed (an exception, an HTTP error status)
+    │   └── OutputTooLarge       the tool's output (an HTTP body) is over its cap
     └── BenchmarkError           a ``bridge bench`` phase could not be run or measured
+
+A :class:`ToolCallError` never leaves the call: the tool runner turns it into the text the
+model gets back (``bridge.call.tool_runner``).
 
 :data:`BAD_CONFIGURATION` is every package's "the configuration is wrong" (the command line
 exits 2 on them); :data:`EXPECTED` is every error any package raises on purpose (a message,
@@ -45,21 +52,28 @@ class MissingSetting(ConfigError):
 
 
 class ProfileError(ConfigError):
-    """A profiles file is wrong; names the file, the profile and the field."""
+    """A profiles file is wrong; names the file, the profile, the tool (if any) and the field.
 
-    def __init__(self, message: str, *, file: str, profile: str = "", field: str = "") -> None:
-        super().__init__(message, file, profile, field)
+    ``field`` is relative to the tool when ``tool`` is set (``url``, ``headers.Authorization``).
+    """
+
+    def __init__(
+        self, message: str, *, file: str, profile: str = "", field: str = "", tool: str = ""
+    ) -> None:
+        super().__init__(message, file, profile, field, tool)
         self.message = message
         self.file = file
         self.profile = profile
         self.field = field
+        self.tool = tool
 
     def __str__(self) -> str:
-        where = self.file
-        if self.profile:
-            where += f": profile {self.profile!r}"
+        parts = [f"profile {self.profile!r}"] if self.profile else []
+        if self.tool:
+            parts.append(f"tool {self.tool!r}")
         if self.field:
-            where += f", field {self.field!r}"
+            parts.append(f"field {self.field!r}")
+        where = f"{self.file}: {', '.join(parts)}" if parts else self.file
         return f"{where}: {self.message}"
 
 
@@ -75,6 +89,47 @@ class MetadataError(ConfigError):
         if self.field:
             return f"dispatch metadata, field {self.field!r}: {self.message}"
         return f"dispatch metadata: {self.message}"
+
+
+class ToolCallError(BridgeError):
+    """One call of a tool could not give the model an answer; ``reason`` is a metric label."""
+
+    reason = "error"
+
+    def __init__(self, tool: str, detail: str) -> None:
+        super().__init__(tool, detail)
+        self.tool = tool
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"tool {self.tool!r}: {self.detail}"
+
+
+class InvalidArguments(ToolCallError):
+    """The model's arguments are not JSON, not an object, or do not fit the tool's schema.
+
+    ``detail`` is for the model (it may quote the values); ``where`` (a JSON path in the
+    arguments) and ``rule`` (the schema keyword that failed) are for logs. The tool never ran.
+    """
+
+    reason = "invalid_arguments"
+
+    def __init__(self, tool: str, detail: str, *, where: str = "", rule: str = "") -> None:
+        super().__init__(tool, detail)
+        self.where = where
+        self.rule = rule
+
+
+class ToolFailed(ToolCallError):
+    """The tool ran and failed: it raised, or its HTTP endpoint answered with an error status."""
+
+    reason = "error"
+
+
+class OutputTooLarge(ToolCallError):
+    """The tool's output is larger than its ``max_output_bytes``."""
+
+    reason = "oversize"
 
 
 class BenchmarkError(BridgeError):

@@ -1,10 +1,14 @@
 """Prometheus metrics of a bridge process (``prometheus_client``; low-cardinality labels only).
 
 No label ever carries a room, participant or session name: error codes are limited to the
-known ones (others count as ``other``), directions and token kinds are fixed sets.
+known ones (others count as ``other``), directions and token kinds are fixed sets, and a tool
+label is a name from the profiles file (a function the model made up counts as
+``(undeclared)``, which no declared tool can be called).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
@@ -13,6 +17,11 @@ from sessions.error_codes import ERROR_CODES
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 STOP_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
 KNOWN_CODES = frozenset(ERROR_CODES) | {"connect", "handshake", "timeout", "malformed"}
+TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
+#: How a tool call ended: ``ok``, one of the error reasons, or ``cancelled`` (barge-in).
+TOOL_ERRORS = ("invalid_arguments", "error", "timeout", "oversize")
+TOOL_OUTCOMES = ("ok", *TOOL_ERRORS, "cancelled")
+UNDECLARED_TOOL = "(undeclared)"
 
 
 class BridgeMetrics:
@@ -78,8 +87,55 @@ class BridgeMetrics:
             registry=reg,
         )
 
+        self.tool_calls = Counter(
+            "bridge_tool_calls_total",
+            "Function calls of the model, by tool and outcome (ok, invalid_arguments, error,"
+            " timeout, oversize, cancelled).",
+            ["tool", "outcome"],
+            registry=reg,
+        )
+        self.tool_seconds = Histogram(
+            "bridge_tool_call_seconds",
+            "A tool's run: arguments received to the output ready (calls that ran: ok, error,"
+            " timeout, oversize).",
+            ["tool"],
+            buckets=TOOL_BUCKETS,
+            registry=reg,
+        )
+        self.tool_errors = Counter(
+            "bridge_tool_errors_total",
+            "Tool calls that gave the model an error text instead of an output, by reason.",
+            ["tool", "reason"],
+            registry=reg,
+        )
+        self._tools: set[str] = set()
+
     def error(self, code: str | None) -> None:
         self.errors.labels(code if code in KNOWN_CODES else "other").inc()
+
+    def declare_tools(self, names: Iterable[str]) -> None:
+        """Create every label set of these tools at zero, so rates exist before the first call.
+
+        Idempotent; called with the names the profiles declare (and ``(undeclared)``).
+        """
+        for name in (*names, UNDECLARED_TOOL):
+            if name in self._tools:
+                continue
+            self._tools.add(name)
+            self.tool_seconds.labels(name)
+            for outcome in TOOL_OUTCOMES:
+                self.tool_calls.labels(name, outcome)
+            for reason in TOOL_ERRORS:
+                self.tool_errors.labels(name, reason)
+
+    def tool_call(self, name: str, outcome: str, seconds: float | None) -> None:
+        """Count one call of ``name`` (a declared tool's name, or ``(undeclared)``)."""
+        self.declare_tools((name,))
+        self.tool_calls.labels(name, outcome).inc()
+        if outcome in TOOL_ERRORS:
+            self.tool_errors.labels(name, outcome).inc()
+        if seconds is not None:
+            self.tool_seconds.labels(name).observe(seconds)
 
 
 _default: BridgeMetrics | None = None

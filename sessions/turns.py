@@ -277,14 +277,15 @@ class TurnTaking:
         self._answer = None
         return (SetAgentState("speaking"),)
 
-    def playout_idle(self, *, reply_active: bool) -> Actions:
-        """Everything captured has played and nothing more is expected."""
+    def playout_idle(self, *, reply_active: bool, tool_running: bool = False) -> Actions:
+        """Everything captured has played and nothing more is expected (``tool_running``: a
+        function call the model made is still running, so the agent is thinking)."""
         self.playing = False
         closing = tuple(CloseCaption(item) for item in self._abandoned)
         self._abandoned.clear()
         if self.caller_speaking or reply_active:
             return closing
-        return (*closing, SetAgentState("listening"))
+        return (*closing, SetAgentState("thinking" if tool_running else "listening"))
 
     def chat(self, text: str) -> Actions:
         """A message typed by the caller: stop the agent, then answer the message."""

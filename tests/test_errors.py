@@ -57,6 +57,19 @@ def test_profile_error_names_file_profile_and_field() -> None:
         "must be one of ...", file="p.toml", profile="sales", field="voice"
     )
     assert str(exc) == "p.toml: profile 'sales', field 'voice': must be one of ..."
+    exc = bridge_errors.ProfileError(
+        "is not set", file="p.toml", profile="sales", tool="lookup", field="headers.X"
+    )
+    assert str(exc) == "p.toml: profile 'sales', tool 'lookup', field 'headers.X': is not set"
+    assert str(bridge_errors.ProfileError("no profile", file="p.toml")) == "p.toml: no profile"
+
+
+def test_tool_call_errors_carry_their_metric_reason() -> None:
+    invalid = bridge_errors.InvalidArguments("lookup", "a: 1 is not a string", where="a", rule="t")
+    assert (invalid.reason, invalid.where, invalid.rule) == ("invalid_arguments", "a", "t")
+    assert str(invalid) == "tool 'lookup': a: 1 is not a string"
+    assert bridge_errors.OutputTooLarge("x", "big").reason == "oversize"
+    assert bridge_errors.ToolFailed("x", "HTTP 500").reason == "error"
 
 
 def test_upstream_error_keeps_the_request_it_answers() -> None:

@@ -8,8 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from bridge.call.http_tool import HttpTool
 from bridge.call.profiles import MAX_METADATA_BYTES, ProfileSet
+from bridge.call.python_tool import PythonTool
+from bridge.call.tools import TOOLS
 from bridge.errors import ProfileError
+from bridge.logs import scrub
+from bridge.pod.settings import load_profiles
 from sessions.session_config import SemanticVad, ServerVad
 
 GOOD = """
@@ -94,11 +99,15 @@ def test_the_builtin_profiles_load() -> None:
             "default",
             "turn_detection.threshold",
         ),
-        ("[profiles.default.turn_detection]\nsilence_ms = 100", "default", "turn_detection"),
+        (
+            "[profiles.default.turn_detection]\nsilence_ms = 100",
+            "default",
+            "turn_detection.silence_ms",
+        ),
         (
             "[profiles.default.input_transcription]\nlanguage = 5\nbogus = 1",
             "default",
-            "input_transcription",
+            "input_transcription.language",
         ),
     ],
 )
@@ -220,3 +229,198 @@ def test_odd_shapes_in_metadata_are_ignored(profiles: ProfileSet) -> None:
     assert resolution.profile is profiles.default
     assert resolution.participant is None
     assert len(resolution.warnings) == 3
+
+
+# ------------------------------------------------------------------ tools
+
+
+TOOLED = """
+[profiles.default]
+instructions = "Be brief."
+tools = ["current_time"]
+
+[profiles.support]
+instructions = "You are a support agent."
+overridable = ["tools"]
+
+[[profiles.support.tools]]
+kind = "http"
+name = "lookup_order"
+description = "Find an order by its number."
+url = "https://orders.example/lookup"
+headers = { Authorization = { env = "ORDERS_TOKEN", prefix = "Bearer " }, X-Tenant = "acme" }
+timeout_s = 3
+max_output_bytes = 4096
+hold_after_s = 0
+on_timeout = "The order system is slow."
+
+[profiles.support.tools.parameters]
+type = "object"
+required = ["order_id"]
+properties.order_id = { type = "string", description = "The order number" }
+
+[[profiles.support.tools]]
+kind = "python"
+name = "weather"
+function = "tests.toolkit:weather"
+
+[profiles.support.tools.parameters]
+type = "object"
+required = ["city"]
+properties = { city = { type = "string" }, days = { type = "integer" } }
+
+[[profiles.support.tools]]
+kind = "builtin"
+name = "end_call"
+"""
+ENV = {"ORDERS_TOKEN": "tok-0123456789"}
+
+
+def test_tools_declared_in_a_profile_are_built_at_load() -> None:
+    profiles = ProfileSet.parse(TOOLED, "t.toml", secrets=ENV.get)
+    support = profiles["support"]
+    assert support.tool_names == ("lookup_order", "weather", "end_call")
+    assert [t.name for t in support.session.tools] == ["lookup_order", "weather", "end_call"]
+    toolbox = support.toolbox()
+    order = toolbox["lookup_order"]
+    assert isinstance(order, HttpTool) and order.url == "https://orders.example/lookup"
+    assert order.limits.timeout_s == 3 and order.limits.max_output_bytes == 4096
+    assert order.limits.hold_after_s is None  # 0: never hold
+    assert order.limits.on_timeout == "The order system is slow."
+    weather = toolbox["weather"]
+    assert isinstance(weather, PythonTool) and weather.is_async
+    assert weather.limits.hold_after_s == 1.5  # the default
+    assert toolbox["end_call"] is TOOLS["end_call"]
+    assert profiles.default.toolbox() == {"current_time": TOOLS["current_time"]}
+    assert profiles.tool_names == ["current_time", "end_call", "lookup_order", "weather"]
+    rendered = support.session.to_session_update()["tools"][0]
+    assert rendered["parameters"]["required"] == ["order_id"]
+
+
+def bad_tool(lines: str, kind: str = "http") -> str:
+    head = f'[[profiles.default.tools]]\nkind = "{kind}"\nname = "lookup"\n'
+    if kind == "http":
+        head += 'url = "https://orders.example/x"\n'
+    if kind == "python":
+        head += 'function = "tests.toolkit:order_status"\n'
+        head += 'parameters = { type = "object", properties = { order_id = { type = "string" } }'
+        head += ', required = ["order_id"] }\n'
+    return head + lines
+
+
+@pytest.mark.parametrize(
+    ("text", "tool", "field", "words"),
+    [
+        (bad_tool('parameters = { type = "string" }'), "lookup", "parameters", 'type = "object"'),
+        (
+            bad_tool('parameters = { type = "object", properties = { a = { type = "text" } } }'),
+            "lookup",
+            "parameters",
+            "properties.a.type",
+        ),
+        ('[[profiles.default.tools]]\nkind = "ftp"\nname = "lookup"', "lookup", "kind", "kind"),
+        (
+            bad_tool('headers = { X-Api-Key = "sk-abcdefghijklmnopqrstuv" }'),
+            "lookup",
+            "headers.X-Api-Key",
+            "looks like an API key",
+        ),
+        (
+            bad_tool('headers = { Authorization = "Bearer abc" }'),
+            "lookup",
+            "headers",
+            "must come from the environment",
+        ),
+        (
+            bad_tool('headers = { Authorization = { env = "NOT_SET_HERE" } }'),
+            "lookup",
+            "headers.Authorization",
+            "NOT_SET_HERE is not set",
+        ),
+        (
+            bad_tool("", kind="python").replace("toolkit:order_status", "no_such_module:f"),
+            "lookup",
+            "function",
+            "does not import",
+        ),
+        (
+            bad_tool("", kind="python").replace("toolkit:order_status", "toolkit:weather"),
+            "lookup",
+            "function",
+            "cannot take the declared parameters",
+        ),
+        (bad_tool("timeout_s = 0"), "lookup", "timeout_s", "must be more than 0"),
+        (bad_tool("retries = 3"), "lookup", "retries", "unknown field (known: "),
+        (
+            bad_tool("").replace("https://orders.example/x", "https://u:p@orders.example/x"),
+            "lookup",
+            "url",
+            "no credentials in the URL",
+        ),
+        (
+            bad_tool("").replace("/x", "/x?token=abc"),
+            "lookup",
+            "url",
+            "looks like a credential",
+        ),
+        (
+            '[[profiles.default.tools]]\nkind = "http"\nurl = "https://h/"',
+            "#1",
+            "name",
+            "is required",
+        ),
+    ],
+)
+def test_a_bad_tool_declaration_names_file_profile_tool_and_field(
+    text: str, tool: str, field: str, words: str
+) -> None:
+    with pytest.raises(ProfileError) as caught:
+        ProfileSet.parse(text, "bad.toml", secrets={}.get)
+    error = caught.value
+    where = (error.file, error.profile, error.tool, error.field)
+    assert where == ("bad.toml", "default", tool, field)
+    assert str(error).startswith(f"bad.toml: profile 'default', tool {tool!r}, field {field!r}: ")
+    assert words in error.message
+
+
+def test_tool_names_are_unique_and_the_environment_is_needed_for_env_headers() -> None:
+    twice = '[profiles.default]\ntools = ["end_call", { kind = "builtin", name = "end_call" }]'
+    with pytest.raises(ProfileError, match="declared twice") as caught:
+        ProfileSet.parse(twice, "p.toml")
+    assert caught.value.field == "tools"
+    with pytest.raises(ProfileError, match="loaded without the environment"):
+        ProfileSet.parse(TOOLED, "t.toml")  # no secrets lookup given
+
+
+def test_metadata_picks_among_declared_tools_and_never_declares_one() -> None:
+    profiles = ProfileSet.parse(TOOLED, "t.toml", secrets=ENV.get)
+    picked = profiles.resolve('{"profile": "support", "overrides": {"tools": ["weather"]}}')
+    assert picked.warnings == ()
+    assert picked.profile.tool_names == ("weather",)
+    assert list(picked.profile.toolbox()) == ["weather"]
+    assert [t.name for t in picked.profile.session.tools] == ["weather"]
+    builtin = profiles.resolve('{"profile": "support", "overrides": {"tools": ["current_time"]}}')
+    assert list(builtin.profile.toolbox()) == ["current_time"]
+    declared = json.dumps(
+        {
+            "profile": "support",
+            "overrides": {"tools": [{"kind": "http", "name": "x", "url": "https://evil/"}]},
+        }
+    )
+    refused = profiles.resolve(declared)
+    assert refused.profile.tool_names == profiles["support"].tool_names
+    assert "must be a list of tool names" in refused.warnings[0]
+    unknown = profiles.resolve('{"profile": "support", "overrides": {"tools": ["rm_rf"]}}')
+    assert "unknown tool(s) ['rm_rf']" in unknown.warnings[0]
+
+
+def test_settings_load_profiles_with_header_values_from_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "tools.toml"
+    path.write_text(TOOLED)
+    env = {"BRIDGE_PROFILES": str(path), **ENV}
+    profiles = load_profiles(env=env)
+    assert "lookup_order" in profiles["support"].toolbox()
+    assert "tok-0123456789" not in scrub("header tok-0123456789 leaked")  # registered
+    with pytest.raises(ProfileError, match="ORDERS_TOKEN is not set"):
+        load_profiles(str(path), env={})
+    assert "default" in load_profiles(env={})  # no file: the built-in profiles

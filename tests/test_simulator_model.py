@@ -250,6 +250,8 @@ def test_g711_output_is_sent_at_8_bytes_per_ms() -> None:
 
 def test_ids_have_the_real_shapes() -> None:
     core = Core(behavior="tool")
+    tool = {"type": "function", "name": "lookup", "parameters": {"type": "object"}}
+    core.send("session.update", session={"type": "realtime", "tools": [tool]})
     events = core.append(utterance().tobytes()) + core.run_response()
     assert len(events) > 10
     for event in events:

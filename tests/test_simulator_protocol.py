@@ -428,7 +428,11 @@ async def test_tool_behaviour_calls_the_first_tool_then_speaks_the_output(
         "type": "function",
         "name": "get_weather",
         "description": "d",
-        "parameters": {"type": "object"},
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+            "required": ["days", "city"],
+        },
     }
     await configure(ws, tools=[tool], audio=vad())
     await send_audio(ws, utterance())
@@ -451,7 +455,8 @@ async def test_tool_behaviour_calls_the_first_tool_then_speaks_the_output(
         "get_weather",
         "completed",
     )
-    assert json.loads(call["arguments"]) == {"transcript": "alpha bravo charlie"}
+    # Fitted to the schema: the transcript in the string parameter, the least whole number.
+    assert json.loads(call["arguments"]) == {"city": "alpha bravo charlie", "days": 1}
     args_done = next(e for e in seen if e["type"] == "response.function_call_arguments.done")
     assert (args_done["call_id"], args_done["arguments"]) == (call["call_id"], call["arguments"])
 

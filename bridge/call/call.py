@@ -40,7 +40,8 @@ from bridge.call.playout import SAMPLE_RATE, Playout
 from bridge.call.profiles import Profile
 from bridge.call.records import CallRecord, TruncationRecord
 from bridge.call.room_input import RoomInput
-from bridge.call.tools import ToolContext, run_tool
+from bridge.call.tool_runner import ToolRunner
+from bridge.call.tools import ToolContext
 from bridge.errors import EXPECTED
 from bridge.logs import scrub
 from bridge.metrics import BridgeMetrics
@@ -173,6 +174,16 @@ class Call:
         self.input.on_empty = self._on_room_empty
         self.input.on_return = self._on_room_back
         self.tool_context = ToolContext()
+        self.tools = ToolRunner(  # function calls run as tasks; barge-in and the end cancel them
+            profile.toolbox(),
+            self.session,
+            record=self.record,
+            context=self.tool_context,
+            instructions=profile.session.instructions,
+            caller_speaking=lambda: self.session.turns.caller_speaking,
+            metrics=metrics,
+            clock=clock,
+        )
         self.call_id = f"call_{uuid.uuid4().hex[:12]}"
         self._counted = False  # bridge_sessions_active was incremented for this call
         self._ended: asyncio.Future[str] | None = None
@@ -294,6 +305,7 @@ class Call:
         if self._grace is not None:
             self._grace.cancel()
         await self.input.aclose()
+        await self.tools.aclose()
         with contextlib.suppress(Exception):
             await self.session.close("call ended")
         for task in self._tasks:
@@ -333,6 +345,8 @@ class Call:
             tokens=summary["tokens"],
             cost_usd=summary["cost_usd"],
             errors=len(record.errors),
+            tool_calls=len(record.tool_calls),
+            tools=record.tool_counts(),
         )
         m = self.metrics
         if m is not None:
@@ -351,9 +365,14 @@ class Call:
 
     @property
     def busy(self) -> bool:
-        """A turn is in progress: caller speaking, a reply awaited, generated or playing, or
-        its captions still being released."""
-        return self.session.turns.busy or self.session.response_active or self.captions.waiting
+        """A turn is in progress: caller speaking, a reply awaited, generated or playing, a
+        tool running, or its captions still being released."""
+        return (
+            self.session.turns.busy
+            or self.session.response_active
+            or self.captions.waiting
+            or self.tools.running > 0
+        )
 
     # ------------------------------------------------------------------ room side
 
@@ -435,6 +454,7 @@ class Call:
         barge-in stop figure.
         """
         started = self.clock() if started is None else started
+        self.tools.cancel()  # the caller moved on: what their last turn asked for is moot
         cut = self.playout.interrupt()
         cleared = self.clock()
         response_id = self.session.active_response_id
@@ -495,10 +515,7 @@ class Call:
                     self.record.say(self.clock(), "agent", item.text)
 
     def _on_function_call(self, event: ev.FunctionCall) -> None:
-        output = run_tool(event.name, event.arguments, self.tool_context)
-        self.record.say(self.clock(), "system", f"{event.name}({event.arguments}) -> {output}")
-        self.session.send_function_output(event.call_id, output)
-        self.session.create_response()
+        self.tools.start(event)  # returns at once: the runner answers it (bridge.call.tool_runner)
 
     def _on_input_transcript_delta(self, event: ev.InputTranscriptDelta) -> None:
         self._user_caption(event.item_id, event.delta, final=False)
@@ -560,7 +577,11 @@ class Call:
     def _on_playout_idle(self) -> None:
         self.captions.tick()
         # First: a reply cut by a lost socket has now played out; its caption closes.
-        self._take_turn(self.session.turns.playout_idle(reply_active=self.session.response_active))
+        self._take_turn(
+            self.session.turns.playout_idle(
+                reply_active=self.session.response_active, tool_running=self.tools.running > 0
+            )
+        )
         for item_id, text in list(self.captions.finals.items()):
             self.record.say(self.clock(), "agent", text)
             del self.captions.finals[item_id]

@@ -1,4 +1,4 @@
-"""What happened in one call: counts, latencies, truncations, the conversation as text.
+"""What happened in one call: counts, latencies, truncations, tool calls, the conversation.
 
 The ``bridge try --json`` summary, the session-end log record and the benchmark all read it.
 Per-turn figures are kept whole; per-frame latencies (100 a second) are kept in fixed-size
@@ -58,6 +58,16 @@ class TruncationRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallRecord:
+    """One function call of the model: never its arguments or output (those are in ``lines``)."""
+
+    tool: str  # the name the model called (declared or not)
+    outcome: str  # ok | invalid_arguments | error | timeout | oversize | cancelled
+    ms: float  # arguments received to the output sent (or the cancellation)
+    held: bool = False  # a holding line was asked for while it ran
+
+
+@dataclass(frozen=True, slots=True)
 class Line:
     """One line of the conversation, seconds from the start of the call."""
 
@@ -93,6 +103,15 @@ class CallRecord:
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
     lines: list[Line] = field(default_factory=list)
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+
+    def tool_counts(self) -> dict[str, dict[str, int]]:
+        """Tool calls by tool, then outcome (the ``call.ended`` record's ``tools``)."""
+        counts: dict[str, dict[str, int]] = {}
+        for call in self.tool_calls:
+            by_outcome = counts.setdefault(call.tool, {})
+            by_outcome[call.outcome] = by_outcome.get(call.outcome, 0) + 1
+        return counts
 
     def say(self, at: float, who: str, text: str) -> None:
         self.lines.append(Line(round(at - self.started_at, 3), who, text))
@@ -135,6 +154,10 @@ class CallRecord:
             "benign_errors": self.benign_errors,
             "tokens": self.usage.by_kind(),
             "cost_usd": round(self.cost_usd, 6),
+            "tool_calls": [
+                {"tool": t.tool, "outcome": t.outcome, "ms": round(t.ms, 1), "held": t.held}
+                for t in self.tool_calls
+            ],
             "conversation": [{"at": x.at, "who": x.who, "text": x.text} for x in self.lines],
         }
 

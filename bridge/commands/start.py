@@ -20,9 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, *, dev: bool = DEV) -> int:
-    from bridge.call.profiles import ProfileSet
     from bridge.logs import configure_logging
-    from bridge.pod.settings import LiveKitSettings, WorkerSettings, realtime_endpoint
+    from bridge.pod.settings import (
+        LiveKitSettings,
+        WorkerSettings,
+        load_profiles,
+        realtime_endpoint,
+    )
 
     try:
         settings = WorkerSettings.from_env(dev=dev)
@@ -30,11 +34,7 @@ def run(args: argparse.Namespace, *, dev: bool = DEV) -> int:
             json=settings.log_format == "json", level=args.log_level or settings.log_level
         )
         livekit = LiveKitSettings.from_env()
-        profiles = (
-            ProfileSet.load(settings.profiles_path)
-            if settings.profiles_path
-            else ProfileSet.builtin()
-        )
+        profiles = load_profiles(settings.profiles_path)
         for profile in profiles.profiles.values():  # fail now, not on the first call
             realtime_endpoint(profile.session.model)
     except BAD_CONFIGURATION as exc:

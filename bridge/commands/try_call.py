@@ -88,16 +88,19 @@ def execute(args: argparse.Namespace, input_path: Path, output_path: Path) -> in
 
 
 async def _main(args: argparse.Namespace, input_path: Path, output_path: Path) -> dict[str, Any]:
-    from bridge.call.profiles import ProfileSet
     from bridge.heap import freeze_long_lived
     from bridge.local.trial import run_trial
     from bridge.local.wavfile import read_wav, write_wav
     from bridge.metrics import BridgeMetrics
-    from bridge.pod.settings import has_realtime_credentials, price_table, realtime_endpoint
+    from bridge.pod.settings import (
+        has_realtime_credentials,
+        load_profiles,
+        price_table,
+        realtime_endpoint,
+    )
     from sessions.endpoint import Endpoint
 
-    profiles_path = args.profiles or os.environ.get("BRIDGE_PROFILES")
-    profiles = ProfileSet.load(profiles_path) if profiles_path else ProfileSet.builtin()
+    profiles = load_profiles(args.profiles)  # --profiles, BRIDGE_PROFILES, or the built-in
     profile = profiles.get(args.profile)
     wav = read_wav(input_path)
     model = profile.session.model

@@ -14,7 +14,9 @@ Realtime API (first match wins):
   ``OPENAI_API_VERSION`` set, the Azure preview protocol;
   ``OPENAI_API_KEY`` (+ optional ``OPENAI_BASE_URL``, ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``).
 The bridge itself:
-  ``BRIDGE_PROFILES`` (profiles file; default: the built-in profiles),
+  ``BRIDGE_PROFILES`` (profiles file; default: the built-in profiles), and the variables its
+  ``http`` tools name for header values (``headers = { X-Key = { env = "NAME" } }``: read by
+  :func:`load_profiles`, registered as secrets),
   ``BRIDGE_PRICES`` (TOML price overrides), ``BRIDGE_LOG_FORMAT`` (``json``|``console``),
   ``BRIDGE_LOG_LEVEL``, ``BRIDGE_METRICS_PORT`` (default 9102, 0 = off),
   ``BRIDGE_MAX_SESSIONS`` (per pod), ``BRIDGE_DRAIN_TIMEOUT`` (s), ``BRIDGE_EXECUTOR``
@@ -26,15 +28,18 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.errors import ConfigError, MissingSetting
 from bridge.logs import register_secret
 from sessions.endpoint import Endpoint
 from sessions.usage import PriceTable
+
+if TYPE_CHECKING:
+    from bridge.call.profiles import ProfileSet
 
 
 def _get(env: Mapping[str, str], name: str) -> str:
@@ -128,6 +133,34 @@ def realtime_endpoint(
         organization=_get(env, "OPENAI_ORG_ID") or None,
         project=_get(env, "OPENAI_PROJECT_ID") or None,
     )
+
+
+def tool_secrets(env: Mapping[str, str] | None = None) -> Callable[[str], str | None]:
+    """How profiles read the variables their tools' headers name (``None`` when unset).
+
+    Every value read is registered as a secret: no log record ever shows it.
+    """
+    env = os.environ if env is None else env
+
+    def lookup(name: str) -> str | None:
+        return _secret(env, name) or None
+
+    return lookup
+
+
+def load_profiles(path: str | None = None, env: Mapping[str, str] | None = None) -> ProfileSet:
+    """The profiles: ``path``, else ``BRIDGE_PROFILES``, else the built-in ones.
+
+    Tools' header values named by ``env = "NAME"`` are read from the environment here, at
+    start-up; a bad file, a tool that does not import or a variable that is not set raises
+    :class:`~bridge.errors.ProfileError`.
+    """
+    from bridge.call.profiles import ProfileSet
+
+    env = os.environ if env is None else env
+    path = path or _get(env, "BRIDGE_PROFILES")
+    secrets = tool_secrets(env)
+    return ProfileSet.load(path, secrets=secrets) if path else ProfileSet.builtin(secrets=secrets)
 
 
 def has_realtime_credentials(env: Mapping[str, str] | None = None) -> bool:

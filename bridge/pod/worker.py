@@ -28,13 +28,12 @@ import structlog
 from livekit.agents import AgentServer, JobContext, JobExecutorType, JobRequest
 
 from bridge.call.call import CallOptions
-from bridge.call.profiles import ProfileSet
 from bridge.heap import freeze_long_lived
 from bridge.metrics import default_metrics
 from bridge.pod.agent import REGISTRY, AgentContext, run_job
 from bridge.pod.cpu import PodCpu
 from bridge.pod.health import Readiness, serve_metrics
-from bridge.pod.settings import LiveKitSettings, WorkerSettings, price_table
+from bridge.pod.settings import LiveKitSettings, WorkerSettings, load_profiles, price_table
 from bridge.room.media_loop import MediaLoop
 
 log = structlog.get_logger("bridge.pod.worker")
@@ -123,12 +122,9 @@ def build_server(
 async def run_worker(settings: WorkerSettings, livekit: LiveKitSettings, *, dev: bool) -> None:
     """Run until a signal; drain on the first, exit hard on the second."""
     skip_local_models()
-    profiles = (
-        ProfileSet.load(settings.profiles_path)
-        if settings.profiles_path
-        else (ProfileSet.builtin())
-    )
+    profiles = load_profiles(settings.profiles_path)
     metrics = default_metrics()
+    metrics.declare_tools(profiles.tool_names)  # every tool's series at zero from the start
     shared = AgentContext(
         profiles=profiles,
         metrics=metrics,

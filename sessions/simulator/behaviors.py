@@ -13,9 +13,17 @@ Behaviours:
   user text item, synthetic speech (``audio.spoken_word`` per word, 400 ms each) whose
   transcript is the text; to a function output, speech of the output string;
 - ``tone``: 1.5 s of 440 Hz at -12 dBFS peak, transcript ``TONE_TRANSCRIPT``;
-- ``tool``: to a user turn not yet answered by a call, a ``function_call`` of the first tool
-  of the session (``DEFAULT_TOOL`` when there is none) with ``{"transcript": ...}`` as the
-  arguments; to a function output, speech of the output string; otherwise as ``echo``.
+- ``tool``: to a user turn not yet answered by a call, a ``function_call`` of a declared
+  function — the one ``tool_choice`` names, else the first of the response's (or session's)
+  tools — with arguments that fit its ``parameters`` schema and carry the transcript in the
+  first string parameter that allows it (``arguments``); with no function declared,
+  ``tool_choice: "none"``, a choice naming an undeclared function, or a schema nothing fits,
+  it answers as ``echo`` (the real model never calls a function it was not given). To a
+  function output, speech of the output string; otherwise as ``echo``.
+
+In every behaviour but ``tone``, a response asked for while a function call still awaits its
+output (GA's asynchronous function calling: a client filling the wait) says
+``HOLDING_LINE``, as a model told to hold would.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from .arguments import arguments_for
 from .audio import PCM_RATE, AudioFormat, decode, encode, spoken_word, tone
 from .config import Behavior
 from .vad import voiced_span
@@ -38,7 +47,7 @@ WORDS: Final = (
 )  # fmt: skip
 WORDS_PER_SECOND: Final = 2.5
 TONE_TRANSCRIPT: Final = "this is the simulator test tone"
-DEFAULT_TOOL: Final = "lookup"
+HOLDING_LINE: Final = "one moment please"
 NOTHING_TO_SAY: Final = "nothing to echo"
 
 
@@ -83,7 +92,8 @@ class Turn:
     """What a reply answers: the latest user message or function output in the context."""
 
     kind: str
-    """``audio``, ``text``, ``tool_output`` or ``none``."""
+    """``audio``, ``text``, ``tool_output``, ``pending_call`` (a call awaits its output) or
+    ``none``."""
     audio: bytes = b""
     fmt: AudioFormat = AudioFormat.PCM
     text: str = ""
@@ -133,15 +143,22 @@ def _echo(turn: Turn, threshold: float) -> Speech:
     return synth_speech(NOTHING_TO_SAY)
 
 
-def _tool_name(tools: list[dict[str, Any]], tool_choice: Any) -> str | None:
-    if tool_choice == "none":
+def _function(tools: list[dict[str, Any]], tool_choice: Any) -> dict[str, Any] | None:
+    """The declared function a ``tool`` reply calls, or ``None`` (then it speaks)."""
+    functions = [
+        tool
+        for tool in tools
+        if isinstance(tool, dict)
+        and tool.get("type", "function") == "function"
+        and isinstance(tool.get("name"), str)
+    ]
+    if tool_choice == "none" or not functions:
         return None
-    if isinstance(tool_choice, dict) and tool_choice.get("type") == "function":
-        return str(tool_choice["name"])
-    for tool in tools:
-        if tool.get("type", "function") == "function" and tool.get("name"):
-            return str(tool["name"])
-    return DEFAULT_TOOL
+    if isinstance(tool_choice, dict):
+        if tool_choice.get("type") != "function":
+            return None
+        return next((t for t in functions if t["name"] == tool_choice.get("name")), None)
+    return functions[0]
 
 
 def plan_reply(
@@ -155,12 +172,16 @@ def plan_reply(
     """The reply ``behavior`` gives to ``turn``."""
     if behavior is Behavior.TONE:
         return tone_reply()
+    if turn.kind == "pending_call":
+        return synth_speech(HOLDING_LINE)
     if behavior is Behavior.TOOL and turn.kind in ("audio", "text") and not turn.answered_by_call:
-        name = _tool_name(tools, tool_choice)
-        if name is not None:
+        function = _function(tools, tool_choice)
+        if function is not None:
             if turn.kind == "audio":
                 heard = turn.transcript or transcript_of(turn.audio, turn.fmt, threshold)
             else:
                 heard = turn.text
-            return ToolCall(name, json.dumps({"transcript": heard}))
+            arguments = arguments_for(function.get("parameters"), heard)
+            if arguments is not None:
+                return ToolCall(function["name"], json.dumps(arguments))
     return _echo(turn, threshold)

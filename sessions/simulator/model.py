@@ -827,6 +827,8 @@ class ModelSession:
             data = item.data
             kind = data["type"]
             if kind == "function_call":
+                if data.get("status") == "completed" and not self._has_output(data["call_id"]):
+                    return Turn("pending_call")
                 answered = True
             elif kind == "function_call_output":
                 return Turn("tool_output", text=str(data["output"]))
@@ -845,6 +847,12 @@ class ModelSession:
                 ]
                 return Turn("text", text=" ".join(texts), answered_by_call=answered)
         return Turn("none")
+
+    def _has_output(self, call_id: str) -> bool:
+        return any(
+            item.data["type"] == "function_call_output" and item.data.get("call_id") == call_id
+            for item in self._items
+        )
 
     def _context_tokens(self) -> tuple[int, int]:
         text_chars = len(self._session["instructions"] or "")
