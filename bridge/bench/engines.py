@@ -56,7 +56,8 @@ AGENT_RATE = 24_000
 
 @dataclass(slots=True)
 class Probes:
-    """Everything measured about one call."""
+    """Everything measured about one call; our call reports to it as its
+    :class:`~bridge.call.probe.CallProbe`, the plugin through the hooks below."""
 
     inp: InLatencyProbe = field(default_factory=InLatencyProbe)
     out: OutLatencyProbe = field(default_factory=OutLatencyProbe)
@@ -65,17 +66,40 @@ class Probes:
     starts: list[float] = field(default_factory=list)  # speech_started read off the socket
     stops: list[float] = field(default_factory=list)  # speech_stopped read off the socket
     truncations: list[Truncation] = field(default_factory=list)
-    source: rtc.AudioSource | None = None  # the agent's source
+    source: rtc.AudioSource | None = None  # the plugin's agent source (instrumented)
     sent_total: int = 0  # caller samples written to the socket
     responses: int = 0  # response.done read off the socket
 
-    def speech_started(self, at: float) -> None:
-        queued = self.source.queued_duration if self.source is not None else 0.0
+    # ------------------------------------------------------------------ CallProbe
+
+    def frame_received(self, position: float, at: float, frame_ms: int) -> None:
+        self.inp.received(position, at, frame_ms)
+
+    def audio_sent(self, samples: int, at: float) -> None:
+        self.sent_total += samples
+        self.inp.sent(self.sent_total, at)
+
+    def delta_received(self, item_id: str, samples: int, at: float) -> None:
+        self.out.delta(item_id, samples, at)
+
+    def speech_started(self, at: float, agent_audible: bool) -> None:
         self.starts.append(at)
-        self.barge.speech_started(at, self.meter.speaking or queued > 0)
+        self.barge.speech_started(at, agent_audible or self.meter.speaking)
 
     def speech_stopped(self, at: float) -> None:
         self.stops.append(at)
+
+    def response_done(self) -> None:
+        self.responses += 1
+
+    def item_started(self, item_id: str) -> None:
+        self.out.playback_started(item_id or None)  # "": the item whose deltas came last
+
+    def source_captured(self, samples: int, at: float, previous_return: float) -> None:
+        self.out.captured(samples, at, previous_return)
+
+    def queue_cleared(self, at: float) -> None:
+        self.barge.cleared(at)
 
     def truncated(self, at: float, item_id: str, audio_end_ms: int) -> None:
         cause = self.starts[-1] if self.starts else at
@@ -83,19 +107,19 @@ class Probes:
 
 
 def instrument_source(source: rtc.AudioSource, probes: Probes) -> None:
-    """Time every capture into the agent's source and every clearing of its queue."""
+    """Time every capture into the plugin's agent source and every clearing of its queue."""
     capture, clear = source.capture_frame, source.clear_queue
     last_return = 0.0
 
     async def capture_frame(frame: rtc.AudioFrame) -> None:
         nonlocal last_return
-        probes.out.captured(frame.samples_per_channel, time.monotonic(), last_return)
+        probes.source_captured(frame.samples_per_channel, time.monotonic(), last_return)
         await capture(frame)
         last_return = time.monotonic()
 
     def clear_queue() -> None:
         clear()
-        probes.barge.cleared(time.monotonic())
+        probes.queue_cleared(time.monotonic())
 
     source.capture_frame = capture_frame  # type: ignore[method-assign]
     source.clear_queue = clear_queue  # type: ignore[method-assign]
@@ -140,70 +164,12 @@ class BridgeEngine:
     ) -> None:
         from bridge.call.call import Call, CallOptions
         from bridge.room.participant import Human
-        from sessions import events as ev
         from sessions.endpoint import Endpoint
-        from sessions.protocol import OutboundFrame
 
         options = CallOptions(stream_rate=caller.sample_rate, stream_channels=caller.channels)
         endpoint = Endpoint.compatible(self.sim_url, api_key="bench")
         room_side = LoopBoundParticipant(participant, participant.loop)
-        call = self.call = Call(room_side, self.profile, endpoint, options=options)
-        session = call.session
-        instrument_source(call.source, probes)
-
-        on_frame = call.input.on_frame
-
-        def frame_received(withheld: float, received: float) -> None:
-            on_frame(withheld, received)
-            position = session.samples_appended + withheld
-            probes.inp.received(position, received, call.input.frame_ms)
-
-        call.input.on_frame = frame_received
-
-        on_sent = session.on_audio_sent
-
-        def audio_sent(frame: OutboundFrame) -> None:
-            if on_sent is not None:
-                on_sent(frame)
-            probes.sent_total += frame.samples
-            probes.inp.sent(probes.sent_total, time.monotonic())
-
-        session.on_audio_sent = audio_sent
-
-        handler = session.handler
-
-        def on_event(event: ev.ServerEvent) -> None:
-            if isinstance(event, ev.AudioDelta):
-                probes.out.delta(event.item_id, len(event.pcm) // 2, session.last_frame_at)
-            elif isinstance(event, ev.SpeechStarted):
-                probes.speech_started(session.last_frame_at)
-            elif isinstance(event, ev.SpeechStopped):
-                probes.speech_stopped(session.last_frame_at)
-            elif isinstance(event, ev.ResponseDone):
-                probes.responses += 1
-            handler(event)
-
-        session.handler = on_event
-
-        item_started = call.playout.on_item_started
-
-        def playback_started(item_id: str) -> None:
-            probes.out.playback_started(item_id)
-            item_started(item_id)
-
-        call.playout.on_item_started = playback_started
-
-        truncate = session.truncate
-
-        def truncated(item_id: str, played_ms: int, heard_text: str | None = None) -> Any:
-            result = truncate(item_id, played_ms, heard_text)
-            if result.action != "skip":
-                end = result.audio_end_ms if result.action == "truncate" else 0
-                probes.truncated(time.monotonic(), item_id, end)
-            return result
-
-        session.truncate = truncated  # type: ignore[method-assign]
-
+        call = self.call = Call(room_side, self.profile, endpoint, options=options, probe=probes)
         await call.start()
         call.input.participant_joined(Human(caller.identity))
         call.input.track_subscribed(caller.identity, caller.track)
@@ -269,7 +235,7 @@ def install_plugin_hooks() -> None:
         probes = _CURRENT.get()
         if probes is not None:
             end = probes.inp.received_total + frame.samples_per_channel
-            probes.inp.received(end, time.monotonic(), round(frame.duration * 1000))
+            probes.frame_received(end, time.monotonic(), round(frame.duration * 1000))
         process_frame(self, frame)
 
     _ParticipantAudioInputStream._process_frame = _process_frame  # type: ignore[method-assign]
@@ -282,8 +248,7 @@ def install_plugin_hooks() -> None:
         if probes is not None:
             samples = _appended_samples(data)
             if samples:
-                probes.sent_total += samples
-                probes.inp.sent(probes.sent_total, time.monotonic())
+                probes.audio_sent(samples, time.monotonic())
 
     aiohttp.ClientWebSocketResponse.send_str = _send_str  # type: ignore[method-assign]
 
@@ -300,7 +265,7 @@ def install_plugin_hooks() -> None:
 
     def delta(probes: Probes, call: Any) -> None:
         event = call[0][0]
-        probes.out.delta(event.item_id, _b64_samples(event.delta), time.monotonic())
+        probes.delta_received(event.item_id, _b64_samples(event.delta), time.monotonic())
 
     def truncate(probes: Probes, call: Any) -> None:
         kwargs = call[1]
@@ -308,7 +273,8 @@ def install_plugin_hooks() -> None:
             probes.truncated(time.monotonic(), kwargs["message_id"], kwargs["audio_end_ms"])
 
     def started(probes: Probes, _call: Any) -> None:
-        probes.speech_started(time.monotonic())
+        source = probes.source
+        probes.speech_started(time.monotonic(), source is not None and source.queued_duration > 0)
 
     def stopped(probes: Probes, _call: Any) -> None:
         probes.speech_stopped(time.monotonic())
@@ -317,7 +283,7 @@ def install_plugin_hooks() -> None:
     wrap("_handle_input_audio_buffer_speech_started", started)
     wrap("_handle_input_audio_buffer_speech_stopped", stopped)
     wrap("truncate", truncate)
-    wrap("_handle_response_done", lambda p, _c: setattr(p, "responses", p.responses + 1))
+    wrap("_handle_response_done", lambda p, _c: p.response_done())
 
 
 class PluginEngine:
@@ -371,7 +337,7 @@ class PluginEngine:
         playback_started = output.on_playback_started
 
         def started(**kwargs: Any) -> None:
-            probes.out.playback_started(None)
+            probes.item_started("")  # the plugin does not say which item
             playback_started(**kwargs)
 
         output.on_playback_started = started

@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 from bridge.call.captions import AgentCaptions, AgentState, UserCaptions
 from bridge.call.latency import CallerTimeline, InputLatency
 from bridge.call.playout import SAMPLE_RATE, Playout
+from bridge.call.probe import CallProbe, NoProbe
 from bridge.call.profiles import Profile
 from bridge.call.records import CallRecord, TruncationRecord
 from bridge.call.room_input import RoomInput
@@ -118,8 +119,10 @@ class Call:
         metrics: BridgeMetrics | None = None,
         prices: PriceTable | None = None,
         clock: Callable[[], float] = time.monotonic,
+        probe: CallProbe | None = None,
     ) -> None:
         self.participant = participant
+        self.probe = probe = probe or NoProbe()
         self.profile = profile
         self.options = options = options or CallOptions()
         self.metrics = metrics
@@ -135,6 +138,7 @@ class Call:
             frame_ms=options.playout_frame_ms,
             max_buffer_s=options.max_playout_s,
             clock=clock,
+            probe=probe,
         )
         self.playout.on_item_started = self._on_item_started
         self.playout.on_idle = self._on_playout_idle
@@ -195,6 +199,8 @@ class Call:
         self._turn_end: float | None = None  # when the room delivered the speech end
         self._turn_event: float | None = None  # when speech_stopped was received
         self._handlers: dict[type, Callable[[ServerEvent], None]] = {
+            ev.SpeechStarted: self._on_speech_started,  # type: ignore[dict-item]
+            ev.SpeechStopped: self._on_speech_stopped,  # type: ignore[dict-item]
             ev.AudioDelta: self._on_audio_delta,  # type: ignore[dict-item]
             ev.AudioDone: self._on_audio_done,  # type: ignore[dict-item]
             ev.TranscriptDelta: self._on_transcript_delta,  # type: ignore[dict-item]
@@ -383,9 +389,11 @@ class Call:
     def _on_caller_frame(self, withheld: float, received: float) -> None:
         appended = self.session.samples_appended
         self.latency.frame(appended + withheld, appended, received)
+        self.probe.frame_received(appended + withheld, received, self.input.frame_ms)
         self.timeline.note(appended, received)
 
     def _on_audio_sent(self, frame: OutboundFrame) -> None:
+        self.probe.audio_sent(frame.samples, self.clock())
         self.latency.sent(frame.samples, self.clock())
 
     def _record_input_latency(self, waiting: float, processing: float) -> None:
@@ -471,6 +479,8 @@ class Call:
         heard = self.captions.interrupt(action.item_id)
         self.captions.finals.pop(action.item_id, None)
         result = self.session.truncate(action.item_id, action.played_ms, heard_text=heard)
+        if result.action != "skip":
+            self.probe.truncated(self.clock(), action.item_id, result.audio_end_ms)
         self.record.truncations.append(
             TruncationRecord(action.item_id, result.audio_end_ms, action.played_ms, result.action)
         )
@@ -484,7 +494,16 @@ class Call:
         if self.profile.session.input_transcription is None:  # no words: say how long
             self.record.say(now, "caller", f"(speech, {action.speech_ms / 1000:.1f} s)")
 
+    def _on_speech_started(self, event: ev.SpeechStarted) -> None:
+        # Before the turn core acts on it (the supervisor calls on_turn after this handler).
+        audible = self.playout.speaking or self.source.queued_duration > 0
+        self.probe.speech_started(self.session.last_frame_at, audible)
+
+    def _on_speech_stopped(self, event: ev.SpeechStopped) -> None:
+        self.probe.speech_stopped(self.session.last_frame_at)
+
     def _on_audio_delta(self, event: ev.AudioDelta) -> None:
+        self.probe.delta_received(event.item_id, len(event.pcm) // 2, self.session.last_frame_at)
         self.playout.push(event.item_id, event.pcm, self.session.last_frame_at)
 
     def _on_audio_done(self, event: ev.AudioDone) -> None:
@@ -501,6 +520,7 @@ class Call:
         self._caption_wake.set()
 
     def _on_response_done(self, event: ev.ResponseDone) -> None:
+        self.probe.response_done()
         self.record.responses += 1
         for item in event.output:
             self.playout.end_item(item.id)
@@ -562,6 +582,7 @@ class Call:
     # ------------------------------------------------------------------ playout events
 
     def _on_item_started(self, item_id: str) -> None:
+        self.probe.item_started(item_id)
         now = self.clock()
         self._take_turn(self.session.turns.item_started(item_id))
         if self._turn_event is not None:

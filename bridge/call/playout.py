@@ -28,6 +28,8 @@ import numpy as np
 from livekit import rtc
 from numpy.typing import NDArray
 
+from bridge.call.probe import CallProbe, NoProbe
+
 SAMPLE_RATE = 24_000
 
 
@@ -58,11 +60,13 @@ class Playout:
         frame_ms: int = 20,
         max_buffer_s: float = 120.0,
         clock: Callable[[], float] = time.monotonic,
+        probe: CallProbe | None = None,
     ) -> None:
         if source.sample_rate != SAMPLE_RATE or source.num_channels != 1:
             raise ValueError("the agent source must be 24 kHz mono")
         self.source = source
         self.clock = clock
+        self.probe = probe or NoProbe()
         self.frame_samples = SAMPLE_RATE * frame_ms // 1000
         self.max_buffer = int(max_buffer_s * SAMPLE_RATE)
         self._buffer: deque[tuple[str, NDArray[np.int16], float]] = deque()
@@ -131,6 +135,7 @@ class Playout:
         """
         played_total = self.played_position()
         self.source.clear_queue()
+        self.probe.queue_cleared(self.clock())
         self._captured = played_total  # what was queued never left: forget it
         cut: dict[str, int] = {}
         for segment in self._segments:
@@ -234,8 +239,10 @@ class Playout:
             self._record(item_id, frame.size)
             if starting:
                 self.on_item_started(item_id)
+            now = self.clock()
+            self.probe.source_captured(frame.size, now, self._last_return)
             if self.on_captured is not None:
-                self.on_captured(self.clock() - max(received, self._last_return))
+                self.on_captured(now - max(received, self._last_return))
             await self.source.capture_frame(
                 rtc.AudioFrame(frame.tobytes(), SAMPLE_RATE, 1, frame.size)
             )
