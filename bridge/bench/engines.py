@@ -45,7 +45,7 @@ from bridge.bench.meter import (
     Truncation,
 )
 from bridge.bench.plugin_room import BenchCaller, BenchParticipant, BenchRoom
-from bridge.call.profiles import ProfileSet
+from bridge.call.profiles import Profile, ProfileSet
 from bridge.room.loopback import LoopbackCaller
 from bridge.room.media_loop import LoopBoundParticipant, MediaLoop
 from bridge.room.routed_audio import RoutedAudioSource, RoutedAudioStream
@@ -286,6 +286,31 @@ def install_plugin_hooks() -> None:
     wrap("_handle_response_done", lambda p, _c: p.response_done())
 
 
+def plugin_settings(sim_url: str, profile: Profile) -> dict[str, Any]:
+    """``RealtimeModel`` keywords that make the plugin's session the same as ours: the same
+    model, voice, server VAD, noise reduction, no input transcription, audio out only."""
+    from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
+
+    turn: Any = profile.session.turn_detection
+    return {
+        "base_url": sim_url,
+        "api_key": "bench",
+        "model": profile.session.model,
+        "voice": profile.session.voice,
+        "modalities": ["audio"],
+        "input_audio_transcription": None,
+        "input_audio_noise_reduction": "near_field",
+        "turn_detection": ServerVad(
+            type="server_vad",
+            threshold=turn.threshold,
+            prefix_padding_ms=turn.prefix_padding_ms,
+            silence_duration_ms=turn.silence_duration_ms,
+            create_response=True,
+            interrupt_response=True,
+        ),
+    }
+
+
 class PluginEngine:
     name = "livekit-plugin"
     chunk_samples = AGENT_RATE // 10  # the plugin's hard-coded 100 ms appends
@@ -303,30 +328,11 @@ class PluginEngine:
     ) -> None:
         from livekit.agents import Agent, AgentSession
         from livekit.plugins.openai import realtime
-        from openai.types.realtime.realtime_audio_input_turn_detection import ServerVad
 
         install_plugin_hooks()
         self.loop = asyncio.get_running_loop()  # the job's own loop, as livekit-agents runs it
         _CURRENT.set(probes)  # the session's tasks, created from here on, inherit it
-        turn: Any = self.profile.session.turn_detection
-        settings: dict[str, Any] = {
-            "base_url": self.sim_url,
-            "api_key": "bench",
-            "model": self.profile.session.model,
-            "voice": self.profile.session.voice,
-            "modalities": ["audio"],
-            "input_audio_transcription": None,
-            "input_audio_noise_reduction": "near_field",
-            "turn_detection": ServerVad(
-                type="server_vad",
-                threshold=turn.threshold,
-                prefix_padding_ms=turn.prefix_padding_ms,
-                silence_duration_ms=turn.silence_duration_ms,
-                create_response=True,
-                interrupt_response=True,
-            ),
-        }
-        self.model = realtime.RealtimeModel(**settings)
+        self.model = realtime.RealtimeModel(**plugin_settings(self.sim_url, self.profile))
         session = self.session = AgentSession(llm=self.model, aec_warmup_duration=None)
         session.on("error", self._on_error)
         room: Any = BenchRoom(participant, BenchCaller(caller.identity, caller.track))

@@ -10,6 +10,7 @@ threads (thread executor) and in job processes (process executor).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 from livekit import rtc
 
-from bridge.bench.engines import Engine, Probes, make_engine
+from bridge.bench.engines import AGENT_RATE, Engine, Probes, instrument_source, make_engine
 from bridge.bench.meter import barge_in_silences, truncation_errors, voice_to_voice
 from bridge.bench.pattern import CallerScript, PatternOptions
 from bridge.bench.plugin_room import BenchParticipant
@@ -210,16 +211,123 @@ async def entrypoint(ctx: Any) -> None:
     ctx.shutdown("benchmark call done")
 
 
-async def run_standalone(config: JobConfig, slot: int = 0) -> dict[str, Any]:
-    """One call on the current loop, without a job (tests)."""
-    out_dir = Path(config.out_dir)
-    return await run_call(config, slot, out_dir / STOP_FILE)
+# ---------------------------------------------------------------------- through a real server
+
+
+async def room_entrypoint(ctx: Any) -> None:
+    """The entrypoint of a benchmark job in a real room (``bridge bench --room livekit``).
+
+    The caller is a participant of its own process (:mod:`bridge.bench.room_callers`); here
+    runs only the engine, exactly as it runs in production: ours is ``bridge start``'s own job
+    body (:func:`bridge.pod.agent.run_job`) with the bench's probe; the plugin is an
+    ``AgentSession`` with its ``RoomIO`` on the job's room. The engine-side figures go to
+    ``result-ROOM.json``; the runner joins them with what the caller heard.
+    """
+    config = JobConfig.from_env()
+    probes = Probes()
+    gc_monitor = GcMonitor.install()
+    started_at = time.monotonic()
+    if config.engine == "bridge":
+        monitor, figures, error = await _bridge_in_room(ctx, probes)
+    else:
+        monitor, figures, error = await _plugin_in_room(ctx, probes, config)
+    ended_at = time.monotonic()
+    probes.barge.finish(ended_at)
+    stalls = np.asarray(monitor.lateness(started_at + 2.0, ended_at), dtype=np.float64)
+    result = {
+        "room": ctx.job.room.name,
+        "engine": config.engine,
+        "pid": os.getpid(),
+        "error": error,
+        "in_latency_ms": _rounded(probes.inp.values.array()),
+        "out_latency_ms": _rounded(probes.out.values.array()),
+        "barge_in_stop_ms": _rounded(probes.barge.stops),
+        "barge_ins_missed": probes.barge.missed,
+        "speech_started": probes.starts,
+        "speech_stopped": probes.stops,
+        "barge_in_started": probes.barge.started,
+        "truncations": [asdict(t) for t in probes.truncations],
+        "responses": probes.responses,
+        "dropped_frames": probes.inp.dropped_frames(figures.pop("chunk_samples")),
+        "loop_stall_max_ms": round(float(stalls.max()), 3) if stalls.size else 0.0,
+        "loop_stall_p99_ms": round(float(np.percentile(stalls, 99)), 3) if stalls.size else 0.0,
+        "gc": asdict(gc_monitor.figures(started_at, ended_at)),
+        "engine_figures": figures,
+    }
+    _write_json(Path(config.out_dir) / f"result-{ctx.job.room.name}.json", result)
+
+
+async def _bridge_in_room(
+    ctx: Any, probes: Probes
+) -> tuple[LoopMonitor, dict[str, Any], str | None]:
+    from bridge.call.call import Call, CallOptions
+    from bridge.call.profiles import ProfileSet
+    from bridge.pod.agent import AgentContext, run_job
+
+    media = MediaLoop.shared()
+    monitor = await asyncio.wrap_future(
+        asyncio.run_coroutine_threadsafe(_start_monitor(), media.loop)
+    )
+    # The caller leaving ends the call at once: the phase is over, no grace to wait out.
+    shared = AgentContext(
+        profiles=ProfileSet.builtin(), options=CallOptions(empty_room_grace_s=0.2), media=media
+    )
+    ended: list[Call] = []
+    await run_job(ctx, shared, probe=probes, on_ended=ended.append)
+    figures: dict[str, Any] = {"chunk_samples": 24 * shared.profiles.default.chunk_ms}
+    if ended:
+        record = ended[0].record
+        figures.update(
+            interruptions=record.interruptions,
+            errors=list(record.errors),
+            policy_dropped_frames=record.dropped_frames,
+            reported_underruns=record.underruns,
+        )
+    failed = ended[0].record.end_reason if ended and ended[0].record.failed else None
+    return monitor, figures, failed
+
+
+async def _plugin_in_room(
+    ctx: Any, probes: Probes, config: JobConfig
+) -> tuple[LoopMonitor, dict[str, Any], str | None]:
+    from livekit.agents import Agent, AgentSession, AutoSubscribe
+    from livekit.plugins.openai import realtime
+
+    from bridge.bench.engines import _CURRENT, install_plugin_hooks, plugin_settings
+    from bridge.call.profiles import ProfileSet
+
+    install_plugin_hooks()
+    _CURRENT.set(probes)  # the session's tasks, created from here on, inherit it
+    monitor = LoopMonitor.on_current_loop()  # the job's own loop, as livekit-agents runs it
+    profile = ProfileSet.builtin().default
+    await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+    model = realtime.RealtimeModel(**plugin_settings(config.sim_url, profile))
+    session: Any = AgentSession(llm=model, aec_warmup_duration=None)
+    errors: list[dict[str, str]] = []
+    closed = asyncio.Event()
+    session.on("error", lambda e: errors.append({"code": type(e.error).__name__}))
+    session.on("close", lambda _e: closed.set())
+    await session.start(Agent(instructions=profile.session.instructions), room=ctx.room)
+    room_io: Any = session._room_io  # its audio output's source, for the probes
+    output = room_io._audio_output
+    instrument_source(output._audio_source, probes)
+    playback_started = output.on_playback_started
+
+    def started(**kwargs: Any) -> None:
+        probes.item_started("")  # the plugin does not say which item
+        playback_started(**kwargs)
+
+    output.on_playback_started = started
+    await closed.wait()  # RoomIO closes the session when the caller leaves
+    with contextlib.suppress(Exception):
+        await model.aclose()
+    figures = {"chunk_samples": AGENT_RATE // 10, "errors": errors}
+    return monitor, figures, None
+
+
+async def _start_monitor() -> LoopMonitor:
+    return LoopMonitor.on_current_loop()
 
 
 def request_stop(out_dir: Path) -> None:
     (out_dir / STOP_FILE).touch()
-
-
-async def stop_after(out_dir: Path, seconds: float) -> None:
-    await asyncio.sleep(seconds)
-    request_stop(out_dir)

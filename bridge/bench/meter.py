@@ -57,7 +57,8 @@ class AgentAudioMeter:
 
     GAP = SUBFRAME  # exact zeros that end a run
 
-    def __init__(self) -> None:
+    def __init__(self, threshold: int = 0) -> None:
+        self.threshold = threshold  # |sample| above it is heard (0: any non-zero sample)
         self.samples = 0
         self.runs: list[Run] = []
         self._open: Run | None = None
@@ -67,7 +68,7 @@ class AgentAudioMeter:
     def push(self, frame: NDArray[np.int16], at: float) -> None:
         base = self.samples
         self._last_at = at
-        nonzero = np.flatnonzero(frame)
+        nonzero = np.flatnonzero(np.abs(frame) > self.threshold if self.threshold else frame)
         run = self._open
         if nonzero.size:
             first, last = base + int(nonzero[0]), base + int(nonzero[-1]) + 1

@@ -30,6 +30,11 @@ from bridge.local.wavfile import demo_recording, read_wav
 
 FRAME_MS = 10
 NOISE_LSB = (2, 6)  # noise floor: |sample| in this range, random sign (about -77 dBFS)
+# Through a real server two Opus passes drop a -77 dBFS floor to zeros in places, and decode
+# the agent's digital silence to a few LSB: there the floor is louder (about -51 dBFS RMS,
+# still 11 dB under the simulator's default VAD threshold) and the listener counts samples
+# above ROOM_HEARD_THRESHOLD as heard (bridge.bench.room_callers).
+ROOM_NOISE_LSB = (60, 120)
 
 # Speech in the bundled recording (seconds): the question and the correction.
 _UTTERANCES_S = ((0.6, 4.25), (6.15, 8.5))
@@ -55,6 +60,7 @@ class PatternOptions:
     pause_s: tuple[float, float] = (0.6, 2.0)  # after a reply has ended
     reply_timeout_s: float = 4.0  # no reply heard by then: speak again
     first_pause_s: tuple[float, float] = (0.3, 1.5)  # staggers concurrent callers
+    noise_lsb: tuple[int, int] = NOISE_LSB  # the caller's noise floor (see ROOM_NOISE_LSB)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.barge_in_probability <= 1.0:
@@ -88,9 +94,11 @@ def bundled_utterances(rate: int) -> tuple[NDArray[np.int16], ...]:
     return tuple(out)
 
 
-def noise_floor(samples: int, rng: np.random.Generator) -> NDArray[np.int16]:
-    """Low-level noise with no exact zeros."""
-    magnitude = rng.integers(NOISE_LSB[0], NOISE_LSB[1] + 1, samples)
+def noise_floor(
+    samples: int, rng: np.random.Generator, lsb: tuple[int, int] = NOISE_LSB
+) -> NDArray[np.int16]:
+    """Low-level noise with no exact zeros, ``lsb`` its range of magnitudes."""
+    magnitude = rng.integers(lsb[0], lsb[1] + 1, samples)
     sign = rng.choice(np.array([-1, 1]), samples)
     noise: NDArray[np.int16] = (magnitude * sign).astype(np.int16)
     return noise
@@ -117,12 +125,14 @@ class CallerScript:
         self.frame = rate * FRAME_MS // 1000
         self._rng = random.Random(options.seed)
         noise_rng = np.random.default_rng(options.seed)
-        self._noise = noise_floor(rate * 2, noise_rng)
+        self._noise = noise_floor(rate * 2, noise_rng, options.noise_lsb)
         self._noise_at = 0
         self._utterances = tuple(
             self._with_floor(u, noise_rng) for u in (utterances or bundled_utterances(rate))
         )
         self.counts = PatternCounts()
+        self.utterance_starts: list[float] = []  # audio time (s) each utterance begins
+        self.utterance_ends: list[float] = []  # audio time (s) each utterance's last frame ends
         self._t = 0.0  # audio time: seconds of caller audio produced
         self._state = _State.PAUSE
         self._until = self._t + self._rng.uniform(*options.first_pause_s)
@@ -130,7 +140,7 @@ class CallerScript:
         self._offset = 0
 
     def _with_floor(self, speech: NDArray[np.int16], rng: np.random.Generator) -> NDArray[np.int16]:
-        mixed = speech.astype(np.int32) + noise_floor(speech.size, rng)
+        mixed = speech.astype(np.int32) + noise_floor(speech.size, rng, self.options.noise_lsb)
         mixed[mixed == 0] = 1
         out: NDArray[np.int16] = np.clip(mixed, -32768, 32767).astype(np.int16)
         return out
@@ -152,6 +162,7 @@ class CallerScript:
             if frame.size < self.frame:
                 frame = np.concatenate((frame, self._floor(self.frame - frame.size)))
             if self._offset >= self._speech.size:
+                self.utterance_ends.append(self._t + FRAME_MS / 1000)
                 self._speech = None
                 self._state = _State.AWAIT_REPLY
                 self._until = self._t + self.options.reply_timeout_s
@@ -172,6 +183,7 @@ class CallerScript:
         self._speech = self._utterances[self._rng.randrange(len(self._utterances))]
         self._offset = 0
         self._state = _State.SPEAKING
+        self.utterance_starts.append(self._t)
         self.counts.utterances += 1
         if agent.speaking:
             self.counts.barge_ins += 1

@@ -50,6 +50,12 @@ class PhaseConfig:
     warmup_s: float = 3.0
     start_timeout_s: float = 180.0
     cpus: tuple[int, ...] = ()  # pin the process (every thread) to these CPUs; () = not pinned
+    # "loopback": fake jobs, callers and listeners in this process; "livekit": registered with
+    # the LiveKit server of LIVEKIT_URL as ``agent_name``, dispatched by callers of their own
+    # process (bridge.bench.room_callers), ``sessions`` of them in all (whichever worker of a
+    # layout the server picks).
+    room: str = "loopback"
+    agent_name: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cpus", tuple(self.cpus))  # JSON gives a list
@@ -59,6 +65,10 @@ class PhaseConfig:
             raise ValueError("executor must be 'thread' or 'process'")
         if not self.duration_s > 0:
             raise ValueError("duration_s must be positive")
+        if self.room not in ("loopback", "livekit"):
+            raise ValueError("room must be 'loopback' or 'livekit'")
+        if self.room == "livekit" and not self.agent_name:
+            raise ValueError("a phase through a LiveKit server needs an agent name")
 
 
 def pin(cpus: tuple[int, ...]) -> None:
@@ -143,6 +153,8 @@ async def _until(condition: Any, timeout: float, what: str) -> None:
 
 
 async def run_phase(config: PhaseConfig) -> dict[str, Any]:
+    if config.room == "livekit":
+        return await run_room_phase(config)
     from livekit.agents import AgentServer, JobExecutorType
 
     from bridge.bench.job import entrypoint
@@ -246,6 +258,115 @@ async def run_phase(config: PhaseConfig) -> dict[str, Any]:
         "rss_mb_peak": round(rss_peak, 1),
         "memory_mb_peak": round(total_peak, 1),
         "calls": calls,
+    }
+
+
+async def run_room_phase(config: PhaseConfig) -> dict[str, Any]:
+    """The worker of a phase through a real server: registered, dispatched by the callers.
+
+    Reports ``{"registered": …}`` once LiveKit has it (the runner then starts the callers),
+    measures this process tree from the moment every call is live (the callers mark each
+    ``started-ROOM``) plus the warm-up, for the duration, then asks the callers to leave
+    (``stop``) and waits for the jobs to write their figures (the runner joins them with the
+    callers'; ``calls`` here is empty).
+    """
+    from livekit.agents import AgentServer, JobExecutorType
+
+    from bridge.bench.job import room_entrypoint
+    from bridge.pod.settings import LiveKitSettings
+
+    lk = LiveKitSettings.from_env()
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    os.environ[ENV] = JobConfig(
+        engine=config.engine, sim_url=config.sim_url, out_dir=str(out_dir), seed=config.seed
+    ).to_env()
+    if config.engine == "bridge":  # as `bridge start` runs; the plugin keeps the default
+        from bridge.pod.worker import skip_local_models
+
+        skip_local_models()
+        import bridge.pod.agent  # noqa: F401  (import before measuring the base)
+    else:
+        from bridge.bench import engines
+
+        engines.install_plugin_hooks()
+        import livekit.plugins.openai  # noqa: F401
+    meter = TreeMeter()
+    rss_base = meter.memory_mb()[0]
+    server = AgentServer(
+        job_executor_type=(
+            JobExecutorType.THREAD if config.executor == "thread" else JobExecutorType.PROCESS
+        ),
+        num_idle_processes=0,
+        load_threshold=float("inf"),
+        port=0,
+        initialize_process_timeout=60.0,
+        job_memory_warn_mb=4000,
+        ws_url=lk.url,
+        api_key=lk.api_key,
+        api_secret=lk.api_secret,
+    )
+    server.rtc_session(room_entrypoint, agent_name=config.agent_name)
+    registered = asyncio.Event()
+    server.on("worker_registered", lambda *_: registered.set())
+    runner = asyncio.create_task(server.run(devmode=False), name="server")
+    try:
+        await asyncio.wait_for(registered.wait(), 60)
+        _emit("registered", {"agent_name": config.agent_name, "pid": os.getpid()})
+        await _until(lambda: _count(out_dir, "started-") >= 1, config.start_timeout_s, "a call")
+        await asyncio.sleep(2.0)
+        rss_one, total_one = meter.memory_mb()
+        await _until(
+            lambda: _count(out_dir, "started-") >= config.sessions,
+            config.start_timeout_s,
+            f"{config.sessions} calls",
+        )
+        await asyncio.sleep(config.warmup_s)
+        cpu0, t0 = meter.cpu_seconds(), time.monotonic()
+        rss_peak = total_peak = 0.0
+        while (elapsed := time.monotonic() - t0) < config.duration_s:
+            rss, total = meter.memory_mb()
+            rss_peak, total_peak = max(rss_peak, rss), max(total_peak, total)
+            cpu = meter.cpu_seconds()
+            used = sum(cpu[p] - cpu0[p] for p in cpu if p in cpu0)
+            _emit(
+                "progress",
+                {
+                    "elapsed_s": round(elapsed, 1),
+                    "calls": len(server.active_jobs),
+                    "cpu_percent": round(100 * used / max(elapsed, 1e-3), 1),
+                    "memory_mb": round(total, 1),
+                },
+            )
+            await asyncio.sleep(min(1.0, max(config.duration_s - elapsed, 0.01)))
+        cpu1, t1 = meter.cpu_seconds(), time.monotonic()
+        processes = len(cpu1)
+        request_stop(out_dir)
+        with contextlib.suppress(TimeoutError):  # a job that never ends is reported missing
+            await _until(
+                lambda: _count(out_dir, "result-") >= config.sessions,
+                END_TIMEOUT_S,
+                "the calls to end",
+            )
+    finally:
+        request_stop(out_dir)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.aclose(), 30)
+        runner.cancel()
+        with contextlib.suppress(BaseException):
+            await runner
+    used = sum(cpu1[p] - cpu0[p] for p in cpu1 if p in cpu0)
+    return {
+        "config": asdict(config),
+        "window_s": round(t1 - t0, 3),
+        "cpu_percent": round(100 * used / (t1 - t0), 2),
+        "processes": processes,
+        "rss_mb_base": round(rss_base, 1),
+        "rss_mb_one": round(rss_one, 1),
+        "memory_mb_one": round(total_one, 1),
+        "rss_mb_peak": round(rss_peak, 1),
+        "memory_mb_peak": round(total_peak, 1),
+        "calls": [],
     }
 
 

@@ -44,6 +44,27 @@ def runs_of(document: dict[str, Any]) -> list[dict[str, Any]]:
     return runs
 
 
+def room_table(document: dict[str, Any]) -> str:
+    """Through a real server: what the callers heard, and who used the CPU."""
+    header = (
+        "| engine | calls | mouth-to-ear ms p50 / p99 | voice-to-voice ms p50 / p99 | "
+        "silent after barge-in ms p99 | truncation error ms p99 | underruns | "
+        "worker CPU/call % | server CPU % | callers CPU % |"
+    )
+    rule = "|" + " --- |" * (header.count("|") - 1)
+    rows = [header, rule]
+    for run in runs_of(document):
+        silent = (run.get("barge_in_silent_ms") or {}).get("p99")
+        trunc = (run.get("truncation_error_ms") or {}).get("p99")
+        rows.append(
+            f"| {run['engine']} | {run['sessions']} | {_pair(run, 'mouth_to_ear_ms')} | "
+            f"{_pair(run, 'voice_to_voice_ms')} | {_num(silent)} | {_num(trunc)} | "
+            f"{run['underruns']} | {_num(run['cpu_percent_per_session'])} | "
+            f"{_num(run.get('server_cpu_percent'))} | {_num(run.get('callers_cpu_percent'))} |"
+        )
+    return "\n".join(rows)
+
+
 def table(document: dict[str, Any]) -> str:
     """A Markdown table: one row per engine and number of sessions."""
     header = (

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -26,6 +26,7 @@ from bridge.bench.engines import ENGINES
 from bridge.bench.phase import PhaseConfig
 from bridge.bench.summary import comparison, merge_repeats, run_summary
 from bridge.errors import BenchmarkError
+from bridge.local.livekit_server import Credentials
 
 SIM_START_TIMEOUT_S = 30.0
 
@@ -42,6 +43,10 @@ class BenchOptions:
     repeat: int = 1  # each (sessions, engine) pair, interleaved with the others
     sim_url: str | None = None  # a simulator already running; default: start one
     keep_dir: Path | None = None  # keep the phases' files (results, logs) here
+    # "loopback": the rtc loopback as the room; "livekit": a real server (bridge.bench.room_runner)
+    room: str = "loopback"
+    livekit: Credentials | None = None  # that server; default: a local one bound to livekit_bind
+    livekit_bind: str | None = None
 
     def __post_init__(self) -> None:
         if self.repeat < 1:
@@ -57,6 +62,8 @@ class BenchOptions:
             raise ValueError("duration must be at least 1 s")
         if self.executor not in ("thread", "process"):
             raise ValueError("executor must be 'thread' or 'process'")
+        if self.room not in ("loopback", "livekit"):
+            raise ValueError("room must be 'loopback' or 'livekit'")
 
 
 class Progress:
@@ -124,18 +131,31 @@ def simulator_process(log: Path) -> Iterator[str]:
                 proc.kill()
 
 
-def run_phase(config: PhaseConfig, progress: Progress | None, log: Path) -> dict[str, Any]:
-    """Run one phase in a worker process; its figures (raises :class:`BenchmarkError`)."""
+def run_phase(
+    config: PhaseConfig,
+    progress: Progress | None,
+    log: Path,
+    *,
+    env: dict[str, str] | None = None,
+    on_registered: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Run one phase in a worker process; its figures (raises :class:`BenchmarkError`).
+
+    ``on_registered``: called once the worker has registered with a LiveKit server (a phase
+    through a real room), from the thread reading its output.
+    """
     command = [sys.executable, "-m", "bridge.bench.phase", json.dumps(asdict(config))]
     result: dict[str, Any] | None = None
     with log.open("w", encoding="utf-8") as err:
-        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True)
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
         assert proc.stdout is not None
         for line in proc.stdout:
             with contextlib.suppress(ValueError):
                 message = json.loads(line)
                 if "progress" in message and progress is not None:
                     progress.update(message["progress"])
+                elif "registered" in message and on_registered is not None:
+                    on_registered()
                 elif "result" in message:
                     result = message["result"]
         code = proc.wait()
@@ -148,20 +168,40 @@ def run_phase(config: PhaseConfig, progress: Progress | None, log: Path) -> dict
     return result
 
 
-def run_workers(configs: list[PhaseConfig], progress: Progress, log: Path) -> dict[str, Any]:
+def run_workers(
+    configs: list[PhaseConfig],
+    progress: Progress,
+    log: Path,
+    *,
+    env: dict[str, str] | None = None,
+    on_registered: Callable[[], None] | None = None,
+) -> dict[str, Any]:
     """Several worker processes at once (one pod running several workers); merged figures.
 
     CPU, processes and memory add up; the calls of all workers are pooled. Progress shows
-    the first worker's.
+    the first worker's. ``on_registered`` is called once every worker has registered.
     """
     if len(configs) == 1:
-        return run_phase(configs[0], progress, log)
+        return run_phase(configs[0], progress, log, env=env, on_registered=on_registered)
     results: list[dict[str, Any] | BaseException] = [BenchmarkError("not run")] * len(configs)
+    pending = [len(configs)]
+    lock = threading.Lock()
+
+    def registered() -> None:
+        with lock:
+            pending[0] -= 1
+            last = pending[0] == 0
+        if last and on_registered is not None:
+            on_registered()
 
     def work(index: int) -> None:
         try:
             results[index] = run_phase(
-                configs[index], progress if index == 0 else None, log.with_suffix(f".{index}.log")
+                configs[index],
+                progress if index == 0 else None,
+                log.with_suffix(f".{index}.log"),
+                env=env,
+                on_registered=registered,
             )
         except BaseException as exc:  # re-raised below, in this thread
             results[index] = exc
@@ -224,56 +264,84 @@ def machine() -> dict[str, Any]:
     }
 
 
+Measure = Callable[[PhaseConfig, Path], dict[str, Any]]
+
+
 def run_bench(options: BenchOptions, progress: Progress | None = None) -> dict[str, Any]:
     """Measure every (sessions, engine) pair; the ``--json`` document."""
     progress = progress or Progress()
     started = time.monotonic()
     with workspace(options.keep_dir, options.sim_url) as (work, sim_url):
-        names = {
-            engine: ([f"floor:{engine}"] if options.floor else []) + [engine]
-            for engine in options.engines
-        }
-        total = len(options.sessions) * options.repeat * sum(len(v) for v in names.values())
-        index = 0
-        runs: list[dict[str, Any]] = []
-        for n in options.sessions:
-            measured: dict[str, list[dict[str, Any]]] = {}
-            for _ in range(options.repeat):  # interleaved: engine A, engine B, A, B, ...
-                for engine in options.engines:
-                    for name in names[engine]:
-                        index += 1
-                        config = PhaseConfig(
-                            engine=name,
-                            sessions=n,
-                            duration_s=options.duration_s,
-                            executor=options.executor,
-                            sim_url=sim_url,
-                            out_dir=str(work / f"{index:02d}-{name.replace(':', '-')}-{n}"),
-                            seed=options.seed,
-                            warmup_s=options.warmup_s,
-                        )
-                        progress.phase(index, total, name, n, options.duration_s)
-                        phase = run_phase(config, progress, work / f"{index:02d}.log")
-                        measured.setdefault(name, []).append(phase)
-                        progress.done(
-                            f"cpu {phase['cpu_percent']:.1f}% "
-                            f"({phase['cpu_percent'] / n:.2f}%/call)"
-                        )
-            for engine in options.engines:
-                floor = measured.get(f"floor:{engine}")
-                runs.append(
-                    run_summary(
-                        engine,
-                        options.duration_s,
-                        merge_repeats(measured[engine]),
-                        merge_repeats(floor) if floor else None,
+        if options.room == "livekit":
+            from bridge.bench.room_runner import livekit_room, run_room_phase
+
+            given, bind = options.livekit, options.livekit_bind
+            with livekit_room(work, bind=bind, given=given) as setup:
+
+                def through_server(config: PhaseConfig, log: Path) -> dict[str, Any]:
+                    return run_room_phase(
+                        [config], setup, progress, log, sessions=config.sessions, seed=config.seed
                     )
-                )
+
+                runs = _measure(options, work, sim_url, progress, through_server)
+        else:
+            runs = _measure(
+                options, work, sim_url, progress, lambda c, log: run_phase(c, progress, log)
+            )
     meta = {
         "command": command_line(),
         "machine": machine(),
+        "room": options.room,
         "elapsed_s": round(time.monotonic() - started, 1),
     }
     if len(runs) == 1:
         return {**runs[0], **meta}
     return {"runs": runs, "comparison": comparison(runs), **meta}
+
+
+def _measure(
+    options: BenchOptions, work: Path, sim_url: str, progress: Progress, measure: Measure
+) -> list[dict[str, Any]]:
+    """Every phase, interleaved per number of sessions; the summarised runs."""
+    floors = options.floor and options.room == "loopback"  # a real room has no loopback floor
+    names = {
+        engine: ([f"floor:{engine}"] if floors else []) + [engine] for engine in options.engines
+    }
+    total = len(options.sessions) * options.repeat * sum(len(v) for v in names.values())
+    index = 0
+    runs: list[dict[str, Any]] = []
+    for n in options.sessions:
+        measured: dict[str, list[dict[str, Any]]] = {}
+        for _ in range(options.repeat):  # interleaved: engine A, engine B, A, B, ...
+            for engine in options.engines:
+                for name in names[engine]:
+                    index += 1
+                    config = PhaseConfig(
+                        engine=name,
+                        sessions=n,
+                        duration_s=options.duration_s,
+                        executor=options.executor,
+                        sim_url=sim_url,
+                        out_dir=str(work / f"{index:02d}-{name.replace(':', '-')}-{n}"),
+                        seed=options.seed,
+                        warmup_s=options.warmup_s,
+                        room=options.room,
+                        agent_name=f"bench-{os.getpid()}-{index}",
+                    )
+                    progress.phase(index, total, name, n, options.duration_s)
+                    phase = measure(config, work / f"{index:02d}.log")
+                    measured.setdefault(name, []).append(phase)
+                    progress.done(
+                        f"cpu {phase['cpu_percent']:.1f}% ({phase['cpu_percent'] / n:.2f}%/call)"
+                    )
+        for engine in options.engines:
+            floor = measured.get(f"floor:{engine}")
+            runs.append(
+                run_summary(
+                    engine,
+                    options.duration_s,
+                    merge_repeats(measured[engine]),
+                    merge_repeats(floor) if floor else None,
+                )
+            )
+    return runs

@@ -36,7 +36,7 @@ COUNTS = (
 
 
 def _pooled(calls: list[dict[str, Any]], key: str) -> dict[str, float | None]:
-    arrays = [np.asarray(c[key], dtype=np.float64) for c in calls]
+    arrays = [np.asarray(c.get(key, []), dtype=np.float64) for c in calls]
     values = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.float64)
     return percentiles(values)
 
@@ -57,8 +57,11 @@ def merge_repeats(phases: list[dict[str, Any]]) -> dict[str, Any]:
         "memory_mb_one",
         "rss_mb_peak",
         "memory_mb_peak",
+        "server_cpu_percent",
+        "callers_cpu_percent",
     ):
-        merged[key] = round(float(np.median([p[key] for p in phases])), 2)
+        if key in phases[0]:
+            merged[key] = round(float(np.median([p[key] for p in phases])), 2)
     merged["window_s"] = round(sum(p["window_s"] for p in phases), 3)
     merged["repeats"] = len(phases)
     merged["cpu_percent_repeats"] = [p["cpu_percent"] for p in phases]
@@ -103,6 +106,10 @@ def phase_summary(phase: dict[str, Any]) -> dict[str, Any]:
     }
     for key in LATENCIES:
         out[key] = _pooled(calls, key)
+    if config.get("room") == "livekit":  # measured by the callers, through the server
+        out["mouth_to_ear_ms"] = _pooled(calls, "mouth_to_ear_ms")
+        out["server_cpu_percent"] = phase.get("server_cpu_percent")
+        out["callers_cpu_percent"] = phase.get("callers_cpu_percent")
     for key in COUNTS:
         out[key] = int(sum(c[key] for c in calls))
     return out

@@ -14,9 +14,14 @@ when a phase failed, 2 on bad arguments.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ENGINE_CHOICES = ("bridge", "livekit-plugin")
 
@@ -84,6 +89,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sim-url", help="use this running simulator instead of starting one (ws://…/v1)"
     )
     parser.add_argument(
+        "--room",
+        choices=("loopback", "livekit"),
+        default="loopback",
+        help="loopback: the rtc loopback as the room (default); livekit: through a real LiveKit "
+        "server, callers as rtc participants in a process of their own (a local server in a "
+        "private network namespace, which needs root, unless --livekit-url is given)",
+    )
+    parser.add_argument(
+        "--livekit-url",
+        metavar="URL",
+        help="--room livekit: an existing server (LIVEKIT_API_KEY and LIVEKIT_API_SECRET from "
+        "the environment)",
+    )
+    parser.add_argument(
         "--capacity",
         action="store_true",
         help="search how many calls each layout holds (see --layouts); --duration per probe",
@@ -100,9 +119,67 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.capacity:
-        return _capacity(args)
-    from bridge.bench.report import comparison_lines, svg_chart, table
+    with _room(args) as room:
+        if room is None:
+            return 2
+        if args.capacity:
+            return _capacity(args, room)
+        return _bench(args, room)
+
+
+@contextlib.contextmanager
+def _room(args: argparse.Namespace) -> Iterator[RoomChoice | None]:
+    """Where calls happen: the loopback, a given server, or a local server in a private
+    network namespace entered here, before anything else starts a thread (libwebrtc needs a
+    real interface, and this machine's own must not carry the traffic)."""
+    from bridge.errors import BAD_CONFIGURATION
+
+    if args.room == "loopback":
+        yield RoomChoice("loopback")
+        return
+    if args.livekit_url:
+        from bridge.pod.settings import livekit_credentials
+
+        try:
+            url, key, secret = livekit_credentials(args.livekit_url)
+        except BAD_CONFIGURATION as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            yield None
+            return
+        yield RoomChoice("livekit", url=url, api_key=key, api_secret=secret)
+        return
+    from bridge.local import netns
+
+    reason = netns.unavailable()
+    if reason:
+        print(f"error: --room livekit without --livekit-url: {reason}", file=sys.stderr)
+        yield None
+        return
+    namespace = netns.create(f"bridge-bench-{os.getpid()}")
+    try:
+        namespace.enter()
+        yield RoomChoice("livekit", bind=namespace.host)
+    finally:
+        namespace.delete()
+
+
+@dataclass(frozen=True)
+class RoomChoice:
+    room: str
+    url: str | None = None
+    api_key: str = ""
+    api_secret: str = field(default="", repr=False)
+    bind: str | None = None
+
+    def bench_options(self) -> dict[str, Any]:
+        from bridge.local.livekit_server import Credentials
+
+        given = Credentials(self.url, self.api_key, self.api_secret) if self.url else None
+        return {"room": self.room, "livekit": given, "livekit_bind": self.bind}
+
+
+def _bench(args: argparse.Namespace, room: RoomChoice) -> int:
+    from bridge.bench.report import comparison_lines, room_table, svg_chart, table
     from bridge.bench.runner import BenchOptions, Progress, run_bench
     from bridge.errors import BenchmarkError
 
@@ -117,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
             repeat=args.repeat,
             sim_url=args.sim_url,
             keep_dir=args.keep,
+            **room.bench_options(),
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -128,6 +206,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(table(document))
+    if room.room == "livekit":
+        print()
+        print(room_table(document))
     for line in comparison_lines(document):
         print(line)
     if args.json is not None:
@@ -137,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _capacity(args: argparse.Namespace) -> int:
+def _capacity(args: argparse.Namespace, room: RoomChoice) -> int:
     from bridge.bench.capacity import LAYOUTS, CapacityOptions, run_capacity
     from bridge.bench.report import capacity_table
     from bridge.bench.runner import Progress

@@ -26,6 +26,7 @@ from livekit import rtc
 from livekit.agents import AutoSubscribe, JobContext
 
 from bridge.call.call import Call, CallOptions
+from bridge.call.probe import CallProbe
 from bridge.call.profiles import ProfileSet
 from bridge.metrics import BridgeMetrics, default_metrics
 from bridge.pod.settings import realtime_endpoint
@@ -156,8 +157,18 @@ def attach_room(room: rtc.Room, call: Call, media: MediaLoop | None = None) -> N
                     muted(participant, publication)
 
 
-async def run_job(ctx: JobContext, shared: AgentContext) -> None:
-    """The entrypoint body: resolve the profile, connect, bridge until the call ends."""
+async def run_job(
+    ctx: JobContext,
+    shared: AgentContext,
+    *,
+    probe: CallProbe | None = None,
+    on_ended: Callable[[Call], None] | None = None,
+) -> None:
+    """The entrypoint body: resolve the profile, connect, bridge until the call ends.
+
+    ``probe`` sees what the call does (``bridge bench``); ``on_ended`` gets the call once it
+    has closed (its record complete: ``bridge try --livekit-url``).
+    """
     structlog.contextvars.bind_contextvars(room=ctx.room.name, job=ctx.job.id)
     resolution = shared.profiles.resolve(ctx.job.metadata)
     for warning in resolution.warnings:
@@ -181,6 +192,7 @@ async def run_job(ctx: JobContext, shared: AgentContext) -> None:
             options=options,
             metrics=shared.metrics,
             prices=shared.prices,
+            probe=probe,
         )
 
     call = await media.run(create())
@@ -203,4 +215,6 @@ async def run_job(ctx: JobContext, shared: AgentContext) -> None:
         shared.registry.calls.discard(call)
         with contextlib.suppress(Exception):
             await media.run(call.aclose())
+        if on_ended is not None:
+            on_ended(call)
     ctx.shutdown(reason)

@@ -99,6 +99,20 @@ class LiveKitSettings:
         )
 
 
+def livekit_credentials(
+    url: str, env: Mapping[str, str] | None = None
+) -> tuple[str, str, str]:
+    """``url`` with the key and secret from the environment (each missing one named)."""
+    env = os.environ if env is None else env
+    missing = [n for n in ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET") if not _get(env, n)]
+    if missing:
+        raise MissingSetting(", ".join(missing), f"needed to use the LiveKit server at {url}")
+    if not url.startswith(("ws://", "wss://", "http://", "https://")):
+        raise ConfigError(f"{url!r} is not a LiveKit URL (ws://, wss://, http:// or https://)")
+    ws = "ws" + url.removeprefix("http") if url.startswith("http") else url
+    return ws, _secret(env, "LIVEKIT_API_KEY"), _secret(env, "LIVEKIT_API_SECRET")
+
+
 def realtime_endpoint(
     model: str, env: Mapping[str, str] | None = None, *, url: str | None = None
 ) -> Endpoint:

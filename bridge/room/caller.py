@@ -64,12 +64,14 @@ class RoomCaller:
         hear_rate: int = 24_000,
         keep_audio: bool = True,
         queue_ms: int = 50,
+        on_frame: Callable[[NDArray[np.int16], float], None] | None = None,
     ) -> None:
         self.identity = identity
         self.sample_rate = sample_rate
         self.channels = channels
         self.hear_rate = hear_rate
         self.keep_audio = keep_audio
+        self.on_frame = on_frame  # each frame heard from the agent, with its arrival time
         self.room = rtc.Room()
         self.source = rtc.AudioSource(sample_rate, channels, queue_size_ms=queue_ms)
         self.track = rtc.LocalAudioTrack.create_audio_track(f"{identity}-mic", self.source)
@@ -151,7 +153,9 @@ class RoomCaller:
         if self.listener is None:
             self._joined(participant)
             self.agent_track_sid = publication.sid
-            self.listener = Listener(track, self.hear_rate, keep=self.keep_audio)
+            self.listener = Listener(
+                track, self.hear_rate, keep=self.keep_audio, on_frame=self.on_frame
+            )
             self._changed.set()
 
     def _attributes(self, changed: dict[str, str], participant: rtc.Participant) -> None:
