@@ -9,7 +9,8 @@ no event loop) with the functions of :mod:`bridge.bench.resampling_measure`, and
    44.1 and 48 kHz input;
 3. the same quality figures at 44.1, 16 and 8 kHz input;
 4. the choice rule applied per rate pair (our modes only: ``resampling`` cannot use the SDK),
-   next to what :func:`resampling.default_mode` returns.
+   next to what :func:`resampling.default_mode` returns: the room rates both ways, and the
+   other common rates of recordings (11.025 and 12 kHz, 88.2 to 192 kHz) towards 24 kHz.
 
 This module lives in ``bridge`` because it imports ``livekit``; ``resampling`` never does.
 """
@@ -55,10 +56,12 @@ OTHER_RATES: tuple[tuple[int, tuple[float, ...], tuple[float, ...]], ...] = (
     (16_000, (3_000.0, 6_800.0), (6_800.0,)),
     (8_000, (3_000.0, 3_400.0), (3_400.0,)),
 )
-# Rate pairs the choice rule is applied to: every room rate towards 24 kHz, and back.
+# Rate pairs the choice rule is applied to: every common rate towards 24 kHz (room rates, then
+# the other rates recordings carry), and back to the room rates.
 RULE_PAIRS: tuple[tuple[int, int], ...] = (
     *((rate, REALTIME_RATE) for rate in (8_000, 16_000, 22_050, 32_000, 44_100, 48_000)),
     *((REALTIME_RATE, rate) for rate in (8_000, 16_000, 48_000)),
+    *((rate, REALTIME_RATE) for rate in (11_025, 12_000, 88_200, 96_000, 176_400, 192_000)),
 )
 
 
