@@ -47,6 +47,14 @@ def test_the_tables_render(report: dict[str, object]) -> None:
     assert "soxr VR *" in text and "MISMATCH" not in text
 
 
+def test_the_scan_renders_a_worst_case_per_band(report: dict[str, object]) -> None:
+    scan = resampling_report.vr_scan(seconds=0.2, step=23_000)
+    assert list(scan)[:3] == ["8000", "31000", "54000"] and list(scan)[-1] == "192000"
+    assert scan["8000"] == pytest.approx(30.0)  # 240 input samples
+    text = resampling_report.render({**report, "vr_scan": scan})
+    assert "5. VR towards 24 kHz" in text and "8-24 kHz" in text and "48-192 kHz" in text
+
+
 def test_main_prints_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert (
         resampling_report.main(["--seconds", "1", "--frames", "10", "--rounds", "1", "--json"]) == 0

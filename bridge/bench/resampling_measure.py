@@ -259,7 +259,9 @@ def spurious_tones(in_rate: int, out_rate: int) -> list[float]:
         candidates = [round(1.25 * nyquist), round(nyquist * 5 / 3)]
         if in_rate > 2 * out_rate:
             candidates += [round(2.5 * nyquist), round(3.5 * nyquist), round(0.9 * in_rate / 2)]
-        return [float(f) for f in dict.fromkeys(candidates) if f < in_rate / 2]
+        fitting = [float(f) for f in dict.fromkeys(candidates) if f < in_rate / 2]
+        # Just above the output rate (25 kHz in) none fits: midway between the two Nyquists.
+        return fitting or [(nyquist + in_rate / 2) / 2]
     return [band_edge_hz(in_rate, out_rate)]
 
 
