@@ -11,7 +11,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from bridge.commands.try_call import add_common_arguments, execute
+from bridge.commands.try_call import add_common_arguments, execute, usage_error
+
+__all__ = ["add_arguments", "run", "usage_error"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
