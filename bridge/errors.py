@@ -9,6 +9,7 @@ environment, profiles, dispatch metadata, audio files, benchmarks::
     │   ├── MissingSetting       a required environment variable is not set
     │   ├── ProfileError         a profiles file is wrong (names file, profile, field)
     │   └── MetadataError        dispatch metadata is unacceptable
+    ├── LiveKitUnreachable       the worker gave up reaching its LiveKit server
     └── BenchmarkError           a ``bridge bench`` phase could not be run or measured
 
 :data:`BAD_CONFIGURATION` is every package's "the configuration is wrong" (the command line
@@ -75,6 +76,21 @@ class MetadataError(ConfigError):
         if self.field:
             return f"dispatch metadata, field {self.field!r}: {self.message}"
         return f"dispatch metadata: {self.message}"
+
+
+class LiveKitUnreachable(BridgeError):
+    """``bridge start`` gave up reaching its LiveKit server (names the URL, the attempts made
+    and the cause of the last failure; never a key)."""
+
+    def __init__(self, url: str, attempts: int, cause: str) -> None:
+        super().__init__(url, attempts, cause)
+        self.url = url
+        self.attempts = attempts
+        self.cause = cause
+
+    def __str__(self) -> str:
+        tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
+        return f"cannot reach LiveKit at {self.url}: {self.cause} (gave up after {tries})"
 
 
 class BenchmarkError(BridgeError):

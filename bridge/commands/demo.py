@@ -18,7 +18,10 @@ __all__ = ["add_arguments", "run", "usage_error"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--output", type=Path, help="where to write the agent's audio (default: a temporary file)"
+        "--output",
+        type=Path,
+        metavar="OUT.wav",
+        help="where to write the agent's audio (default: a temporary file)",
     )
     add_common_arguments(parser)
 

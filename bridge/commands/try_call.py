@@ -31,6 +31,7 @@ import os
 import signal
 import sys
 import tempfile
+import textwrap
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,17 +64,23 @@ def accepted_input() -> str:
 def epilog() -> str:
     """What ``try`` and ``demo`` accept and how they exit (their ``--help``)."""
     codes = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
-    return f"input: {accepted_input()}.\n\nexit status:\n{codes}"
+    accepted = textwrap.fill(f"input: {accepted_input()}.", width=78)
+    return f"{accepted}\n\nexit status:\n{codes}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--input", required=True, type=Path, help="the caller: a WAV file (see below)"
+        "--input",
+        required=True,
+        type=Path,
+        metavar="IN.wav",
+        help="the caller: a WAV file (see below); only read",
     )
     parser.add_argument(
         "--output",
         required=True,
         type=Path,
+        metavar="OUT.wav",
         help="where to write the agent's audio (24 kHz mono 16-bit WAV); never an input file",
     )
     add_common_arguments(parser)
@@ -83,14 +90,19 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``try`` and ``demo``."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = epilog()
-    parser.add_argument("--profile", default="default", help="profile name (default: default)")
+    parser.add_argument(
+        "--profile", default="default", metavar="NAME", help="profile name (default: default)"
+    )
     parser.add_argument(
         "--profiles",
         type=Path,
+        metavar="FILE",
         help="profiles file (default: $BRIDGE_PROFILES or the built-in ones)",
     )
     parser.add_argument(
-        "--realtime-url", help="a Realtime endpoint base URL, e.g. ws://127.0.0.1:8765/v1"
+        "--realtime-url",
+        metavar="URL",
+        help="a Realtime endpoint base URL, e.g. ws://127.0.0.1:8765/v1",
     )
     parser.add_argument(
         "--sim-behavior",
@@ -108,7 +120,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="serve Prometheus metrics on this port (1-65535) during the run",
     )
     parser.add_argument(
-        "--log-level", type=log_level, default="warning", help="log level (default: warning)"
+        "--log-level",
+        type=log_level,
+        default="warning",
+        metavar="LEVEL",
+        help="debug, info, warning, error or critical (default: warning)",
     )
 
 
@@ -341,7 +357,7 @@ def finish(args: argparse.Namespace, summary: dict[str, Any], *, quiet: bool = F
     code = int(summary.get("exit_code", 1 if summary.get("failed") else 0))
     summary["exit_code"] = code
     if code and not quiet:
-        print(f"error: {summary['end_reason']}", file=sys.stderr)
+        print(f"{'stopped' if code == 130 else 'error'}: {summary['end_reason']}", file=sys.stderr)
     if args.json:
         print(json.dumps(summary), flush=True)
     return code
