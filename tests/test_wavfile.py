@@ -210,6 +210,8 @@ def test_encodings_not_read_are_named_with_what_is(
 
 def test_header_nonsense_is_named() -> None:
     frames = tone(8_000, 0.01)
+    with pytest.raises(ConfigError, match=r"less than one frame \(4 bytes; a frame of 3 channels"):
+        parse_wav(craft(np.zeros((1, 3)), 8_000, data=bytes(4)))
     with pytest.raises(ConfigError, match="0 channels in the format header"):
         parse_wav(craft(frames, 8_000, channels=0))
     odd_guid = craft(frames, 8_000, extensible=True).replace(b"\x00\xaa\x00\x38\x9b\x71", bytes(6))

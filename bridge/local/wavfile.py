@@ -175,6 +175,11 @@ def parse_wav(data: bytes) -> Wav:
         raise ConfigError("no audio ('data' chunk): not a complete WAV file")
     frame_bytes = fmt.width * fmt.channels
     extra = len(audio) % frame_bytes
+    if extra and len(audio) < frame_bytes:
+        raise ConfigError(
+            f"the audio holds less than one frame ({len(audio)} bytes; a frame of"
+            f" {fmt.channels} channels is {frame_bytes} bytes)"
+        )
     if extra:
         notes.append(
             f"the audio ends mid-frame: its last {extra} byte{'s' if extra > 1 else ''}"
