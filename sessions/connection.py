@@ -126,6 +126,10 @@ class Connection:
             raise RealtimeConnectionError(
                 f"{host}: cannot connect (connection refused: nothing listens there)"
             ) from None
+        except ConnectionResetError:  # closed with the request unread: a reset, not a FIN
+            raise RealtimeConnectionError(
+                f"{host}: cannot connect ({_CLOSED_UNANSWERED})"
+            ) from None
         except (OSError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
             raise RealtimeConnectionError(
                 f"{host}: cannot connect ({type(exc).__name__}: {_scrub(str(exc), endpoint)})"
@@ -209,6 +213,9 @@ class Connection:
             transport.abort()
 
 
+_CLOSED_UNANSWERED = "the server closed the connection without answering the WebSocket upgrade"
+
+
 def _plain_http_status(exc: websockets.InvalidMessage) -> int | None:
     """The status of an HTTP/1.0 answer (``websockets`` insists on HTTP/1.1 and reports any
     other answer as "did not receive a valid HTTP response"), or None."""
@@ -220,7 +227,7 @@ def _invalid_message(exc: websockets.InvalidMessage) -> str:
     """What was wrong with the server's answer: ``websockets`` keeps the reason in the cause."""
     cause = exc.__cause__
     if isinstance(cause, EOFError):
-        return "the server closed the connection without answering the WebSocket upgrade"
+        return _CLOSED_UNANSWERED
     return f"not a WebSocket answer: {cause or exc}"
 
 

@@ -149,6 +149,8 @@ CASES = [
          "is a directory, not a WAV file"),
     Case("input missing", try_("try", "--input", f"{IN}/nope.wav", "--output", f"{OUT}/o.wav"), 2,
          "nope.wav: no such file"),
+    Case("input is /dev/zero", try_("try", "--input", "/dev/zero", "--output", f"{OUT}/o.wav"), 2,
+         "/dev/zero: not a WAV file"),
     Case("empty file", try_("try", "--input", f"{IN}/empty.wav", "--output", f"{OUT}/o.wav"), 2,
          "empty.wav: the file is empty (0 bytes)"),
     Case("not a WAV file", try_("try", "--input", f"{IN}/junk.wav", "--output", f"{OUT}/o.wav"),

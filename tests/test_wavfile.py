@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from bridge.errors import ConfigError
+from bridge.local import wavfile
 from bridge.local.wavfile import Wav, parse_wav, read_wav
 from resampling import Resampler
 from tests.wavs import ALAW, FLOAT, MULAW, PCM, chunk, craft, tone
@@ -234,6 +235,18 @@ def test_the_path_is_named_and_the_file_only_read(tmp_path: Path) -> None:
     empty.write_bytes(b"")
     with pytest.raises(ConfigError, match=r"empty.wav: the file is empty \(0 bytes\)$"):
         read_wav(empty)
+
+
+def test_devices_and_huge_files_are_not_read_to_the_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ConfigError, match="/dev/zero: not a WAV file"):
+        read_wav("/dev/zero")  # refused after 12 bytes, not read forever
+    monkeypatch.setattr(wavfile, "MAX_BYTES", 1_000)
+    path = tmp_path / "long.wav"
+    path.write_bytes(craft(tone(8_000, 0.1), 8_000))
+    with pytest.raises(ConfigError, match="long.wav: larger than"):
+        read_wav(path)
 
 
 def test_the_bundled_recording_reads_as_before() -> None:

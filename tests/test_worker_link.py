@@ -10,6 +10,7 @@ unreachable LiveKit.
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 from collections.abc import Iterator
@@ -108,6 +109,8 @@ def test_causes_in_words() -> None:
     assert describe_cause(missing) == "no LiveKit server at this URL (HTTP 404)"
     gone = aiohttp.ServerDisconnectedError()
     assert describe_cause(gone) == "the server closed the connection without answering"
+    reset = aiohttp.ClientOSError(errno.ECONNRESET, "Connection reset by peer")
+    assert describe_cause(reset) == "the server closed the connection without answering"
     assert describe_cause(TimeoutError()) == "no answer in time"
     assert describe_cause(ValueError("odd")) == "ValueError: odd"
 

@@ -41,6 +41,9 @@ from bridge.commands.options import log_level, port
 from bridge.errors import BAD_CONFIGURATION, EXPECTED, ConfigError
 
 if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
     from bridge.call.profiles import Profile
     from bridge.local.wavfile import Wav
     from sessions.endpoint import Endpoint
@@ -229,7 +232,7 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def save_output(trial: Trial, samples: Any, rate: int) -> None:
+def save_output(trial: Trial, samples: NDArray[np.int16], rate: int) -> None:
     """Write the agent's audio: through a temporary file renamed over ``trial.output``, or in
     place for a device (``/dev/null``)."""
     from bridge.local.wavfile import write_wav

@@ -14,9 +14,10 @@ rounded and clipped). What was repaired on the way is kept in :attr:`Wav.notes` 
 line can say so: a data chunk that ends mid-frame (the partial frame is dropped), a file
 shorter than its header says (what is there plays), float samples beyond full scale (clipped).
 Anything else raises :class:`~bridge.errors.ConfigError` naming the file and the problem:
-an empty file, another format (MP3, FLAC, Ogg, AIFF, MP4 are recognised by name), an
-encoding or bit depth that is not read (named, with its format code), a sample rate of 0 or
-outside 8-192 kHz, no audio at all. The file is only ever read.
+an empty file, another format (MP3, FLAC, Ogg, AIFF, MP4 are recognised by name; a device
+such as ``/dev/zero`` is refused after its first bytes), a file over 2 GiB, an encoding or
+bit depth that is not read (named, with its format code), a sample rate of 0 or outside
+8-192 kHz, no audio at all. The file is only ever read.
 
 :func:`write_wav` writes 16-bit PCM with the standard library.
 """
@@ -72,6 +73,8 @@ _OTHER_CONTAINERS: Final = (
     (b"\x1aE\xdf\xa3", "a Matroska/WebM file"),
     (b"#!AMR", "an AMR file"),
 )
+MAX_BYTES: Final = 1 << 31
+"""The largest file read (2 GiB: hours of audio, which ``bridge try`` plays in real time)."""
 ACCEPTED: Final = (
     "PCM WAV (8, 16, 24 or 32-bit integer, 32 or 64-bit float, µ-law or A-law; plain or"
     " WAVE_FORMAT_EXTENSIBLE), 8 to 192 kHz, mono or stereo (more channels are mixed to mono)"
@@ -123,7 +126,12 @@ def read_wav(path: str | Path) -> Wav:
     """Read a WAV file (see the module docstring); a :class:`ConfigError` naming the file and
     the problem for anything it cannot play."""
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as file:
+            data = file.read(12)  # a device like /dev/zero is refused here, not read forever
+            if len(data) == 12 and data[:4] in (b"RIFF", b"RF64") and data[8:12] == b"WAVE":
+                data += file.read(MAX_BYTES)
+                if file.read(1):
+                    raise ConfigError(f"{path}: larger than {MAX_BYTES >> 30} GiB")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except IsADirectoryError:

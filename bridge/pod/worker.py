@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -161,8 +162,9 @@ def describe_cause(error: object) -> str:
         if isinstance(cause, socket.gaierror):
             return f"unknown host {error.host!r}"
         return cause.strerror or str(cause)
-    if isinstance(error, aiohttp.ServerDisconnectedError):
-        return "the server closed the connection without answering"
+    closed = isinstance(error, aiohttp.ServerDisconnectedError)
+    if closed or (isinstance(error, aiohttp.ClientOSError) and error.errno == errno.ECONNRESET):
+        return "the server closed the connection without answering"  # with a FIN or a reset
     if isinstance(error, TimeoutError | asyncio.TimeoutError):
         return "no answer in time"
     if isinstance(error, BaseException):
