@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # subcommand -> (module under bridge.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -23,8 +24,26 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class UsageError(Exception):
+    """A command line argparse refused: raised instead of exiting, so :func:`main` can let
+    the command answer too (``try --json`` still ends with its JSON line)."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class BridgeParser(argparse.ArgumentParser):
+    """argparse's parser (its subcommand parsers are of the same class), whose usage errors
+    raise :class:`UsageError` instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self, message)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = BridgeParser(
         prog="bridge",
         description="LiveKit room audio <-> OpenAI Realtime API bridge.",
     )
@@ -38,7 +57,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one subcommand; a refused command line prints argparse's usage and message, lets the
+    command add its own answer (its ``usage_error(message, argv)``, if it has one) and exits 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        exc.parser.print_usage(sys.stderr)
+        print(f"{exc.parser.prog}: error: {exc.message}", file=sys.stderr)
+        module = exc.parser.get_default("_module")
+        if module is None and argv and argv[0] in COMMANDS:  # e.g. an unknown option after it
+            module = importlib.import_module(f"bridge.commands.{COMMANDS[argv[0]][0]}")
+        answer = getattr(module, "usage_error", None)
+        if answer is not None:
+            answer(exc.message, argv)
+        return 2
     try:
         return int(args._module.run(args) or 0)
     except KeyboardInterrupt:

@@ -13,6 +13,7 @@ environment, profiles, dispatch metadata, audio files, benchmarks, the tools a p
     │   ├── InvalidArguments     the model's arguments do not fit the tool's schema (not run)
     │   ├── ToolFailed           the tool ran and failed (an exception, an HTTP error status)
     │   └── OutputTooLarge       the tool's output (an HTTP body) is over its cap
+    ├── LiveKitUnreachable       the worker gave up reaching its LiveKit server
     └── BenchmarkError           a ``bridge bench`` phase could not be run or measured
 
 A :class:`ToolCallError` never leaves the call: the tool runner turns it into the text the
@@ -130,6 +131,21 @@ class OutputTooLarge(ToolCallError):
     """The tool's output is larger than its ``max_output_bytes``."""
 
     reason = "oversize"
+
+
+class LiveKitUnreachable(BridgeError):
+    """``bridge start`` gave up reaching its LiveKit server (names the URL, the attempts made
+    and the cause of the last failure; never a key)."""
+
+    def __init__(self, url: str, attempts: int, cause: str) -> None:
+        super().__init__(url, attempts, cause)
+        self.url = url
+        self.attempts = attempts
+        self.cause = cause
+
+    def __str__(self) -> str:
+        tries = f"{self.attempts} attempt{'s' if self.attempts != 1 else ''}"
+        return f"cannot reach LiveKit at {self.url}: {self.cause} (gave up after {tries})"
 
 
 class BenchmarkError(BridgeError):

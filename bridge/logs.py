@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 import structlog
 
+from bridge.errors import ConfigError
 from sessions.redaction import redact
 
 _SECRETS: set[str] = set()
@@ -51,6 +52,17 @@ def redact_secrets(
     for key, value in event_dict.items():
         event_dict[key] = _scrub_value(value)
     return event_dict
+
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def level_name(text: str) -> str:
+    """``text`` as one of :data:`LEVELS` (any case), or a :class:`ConfigError` listing them."""
+    name = text.strip().lower()
+    if name not in LEVELS:
+        raise ConfigError(f"log level {text!r} is not one of {', '.join(LEVELS)}")
+    return name
 
 
 def configure_logging(*, json: bool, level: str = "info", stream: TextIO | None = None) -> None:

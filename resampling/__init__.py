@@ -7,19 +7,21 @@ Pure audio plumbing: nothing here imports ``livekit`` or ``asyncio``, or reads t
 - :class:`Framer` (``framing``): exact fixed-size chunks (20 ms appends) with the partial chunk
   on demand;
 - :class:`Mode`, :func:`default_mode` (``modes``): libsoxr configurations and the measured
-  default per rate;
+  default per rate; any whole rate from :data:`MIN_RATE` (8 kHz) to :data:`MAX_RATE` (192 kHz);
 - ``pcm``: input validation and channel downmix; ``measure``: the measurements behind the
   defaults (``python -m bridge.bench.resampling_report`` prints them).
 """
 
 from resampling.framing import Framer
 from resampling.modes import (
+    COMMON_RATES,
     HQ,
     LQ,
+    MAX_RATE,
+    MIN_RATE,
     MQ,
     QQ,
     REALTIME_RATE,
-    SUPPORTED_RATES,
     VHQ,
     VR,
     Mode,
@@ -31,10 +33,12 @@ __all__ = [
     "DEFAULT_FADE_MS",
     "HQ",
     "LQ",
+    "MAX_RATE",
+    "MIN_RATE",
     "MQ",
     "QQ",
     "REALTIME_RATE",
-    "SUPPORTED_RATES",
+    "COMMON_RATES",
     "VHQ",
     "VR",
     "Framer",

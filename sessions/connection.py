@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -114,6 +115,21 @@ class Connection:
             ) from None
         except TimeoutError:
             raise ConnectTimeout(host, options.connect_timeout) from None
+        except websockets.InvalidMessage as exc:
+            status = _plain_http_status(exc)
+            if status is not None:  # a plain HTTP/1.0 server answered, e.g. with a 404
+                raise HandshakeRejected(status, host, "a plain HTTP server answered") from None
+            raise RealtimeConnectionError(
+                f"{host}: cannot connect ({_scrub(_invalid_message(exc), endpoint)})"
+            ) from None
+        except ConnectionRefusedError:
+            raise RealtimeConnectionError(
+                f"{host}: cannot connect (connection refused: nothing listens there)"
+            ) from None
+        except ConnectionResetError:  # closed with the request unread: a reset, not a FIN
+            raise RealtimeConnectionError(
+                f"{host}: cannot connect ({_CLOSED_UNANSWERED})"
+            ) from None
         except (OSError, websockets.InvalidHandshake, websockets.InvalidURI) as exc:
             raise RealtimeConnectionError(
                 f"{host}: cannot connect ({type(exc).__name__}: {_scrub(str(exc), endpoint)})"
@@ -195,6 +211,24 @@ class Connection:
         transport = self._ws.transport
         if transport is not None:
             transport.abort()
+
+
+_CLOSED_UNANSWERED = "the server closed the connection without answering the WebSocket upgrade"
+
+
+def _plain_http_status(exc: websockets.InvalidMessage) -> int | None:
+    """The status of an HTTP/1.0 answer (``websockets`` insists on HTTP/1.1 and reports any
+    other answer as "did not receive a valid HTTP response"), or None."""
+    match = re.search(r"HTTP/1\.0 (\d{3})\b", str(exc.__cause__ or ""))
+    return int(match.group(1)) if match else None
+
+
+def _invalid_message(exc: websockets.InvalidMessage) -> str:
+    """What was wrong with the server's answer: ``websockets`` keeps the reason in the cause."""
+    cause = exc.__cause__
+    if isinstance(cause, EOFError):
+        return _CLOSED_UNANSWERED
+    return f"not a WebSocket answer: {cause or exc}"
 
 
 def _scrub(text: str, endpoint: Endpoint) -> str:

@@ -156,7 +156,9 @@ def test_the_band_edge_and_the_tones_follow_the_rates() -> None:
     assert flatness_tones(8_000, 24_000) == [1_000.0, 2_000.0, 3_000.0, 3_400.0]
     assert spurious_tones(48_000, 24_000) == [15_000.0, 20_000.0]
     assert spurious_tones(32_000, 24_000) == [15_000.0]
-    assert spurious_tones(24_000, 8_000) == [5_000.0, 6_667.0]
+    assert spurious_tones(24_000, 8_000) == [5_000.0, 6_667.0, 10_000.0, 10_800.0]
+    assert spurious_tones(96_000, 24_000) == [15_000.0, 20_000.0, 30_000.0, 42_000.0, 43_200.0]
+    assert spurious_tones(25_000, 24_000) == [12_250.0]
     assert spurious_tones(16_000, 24_000) == [6_800.0]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from resampling import HQ, SUPPORTED_RATES, VR, Mode, default_mode
+from resampling import COMMON_RATES, HQ, MAX_RATE, MIN_RATE, VR, Mode, default_mode
 from resampling.errors import InvalidParameter, UnsupportedFormat
 from resampling.modes import ALL_MODES, FIXED_MODES, check_rate
 
@@ -29,21 +29,29 @@ def test_a_mode_is_a_frozen_quality_and_vr_flag() -> None:
         Mode("XQ")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("rate", [rate for rate in SUPPORTED_RATES if rate != 24_000])
+@pytest.mark.parametrize("rate", [rate for rate in COMMON_RATES if rate != 24_000])
 def test_default_is_vr_towards_24k_at_every_room_rate(rate: int) -> None:
     # Justified by the report: see resampling/modes.py and README "Resampling".
     assert default_mode(rate) == VR
     assert default_mode(24_000, rate) == VR
 
 
+@pytest.mark.parametrize("rate", [MIN_RATE, 8_001, 37_800, 50_000, 191_999, MAX_RATE])
+def test_any_whole_rate_from_8_to_192_khz_converts_with_vr(rate: int) -> None:
+    assert check_rate(rate) == rate
+    assert default_mode(rate) == VR and default_mode(24_000, rate) == VR
+    assert default_mode(rate, 48_000) == VR
+
+
 def test_unsupported_rates_are_refused_by_name() -> None:
     assert check_rate(44_100) == 44_100
     with pytest.raises(UnsupportedFormat) as caught:
-        default_mode(11_025)
-    assert str(caught.value) == (
-        "unsupported sample rate 11025 (supported: 8000, 16000, 22050, 24000, 32000, 44100, 48000)"
-    )
-    assert (caught.value.what, caught.value.value) == ("sample rate", 11_025)
+        default_mode(7_999)
+    assert str(caught.value) == "unsupported sample rate 7999 (supported: 8000 to 192000 Hz)"
+    assert (caught.value.what, caught.value.value) == ("sample rate", 7_999)
+    for rate in (0, -1, 192_001, 16_000.0, True):
+        with pytest.raises(UnsupportedFormat):
+            check_rate(rate)  # type: ignore[arg-type]
 
 
 def _imports_and_names(path: Path) -> tuple[set[str], set[str]]:

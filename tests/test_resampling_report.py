@@ -35,7 +35,8 @@ def test_the_sdk_resampler_blocks_like_fixed_rate_soxr(report: dict[str, object]
 
 def test_the_rule_agrees_with_the_default_at_every_pair(report: dict[str, object]) -> None:
     rule = report["rule"]
-    assert isinstance(rule, dict) and len(rule) == 9
+    assert isinstance(rule, dict) and len(rule) == 15
+    assert {"11025->24000", "96000->24000", "192000->24000"} <= set(rule)
     assert all(entry["chosen"] == entry["default_mode"] == "soxr VR" for entry in rule.values())
 
 
@@ -44,6 +45,14 @@ def test_the_tables_render(report: dict[str, object]) -> None:
     for title in ("1. 48 kHz -> 24 kHz", "2. Output withheld", "3. Other input rates", "4. Choice"):
         assert title in text
     assert "soxr VR *" in text and "MISMATCH" not in text
+
+
+def test_the_scan_renders_a_worst_case_per_band(report: dict[str, object]) -> None:
+    scan = resampling_report.vr_scan(seconds=0.2, step=23_000)
+    assert list(scan)[:3] == ["8000", "31000", "54000"] and list(scan)[-1] == "192000"
+    assert scan["8000"] == pytest.approx(30.0)  # 240 input samples
+    text = resampling_report.render({**report, "vr_scan": scan})
+    assert "5. VR towards 24 kHz" in text and "8-24 kHz" in text and "48-192 kHz" in text
 
 
 def test_main_prints_json(capsys: pytest.CaptureFixture[str]) -> None:

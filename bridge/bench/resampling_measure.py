@@ -249,12 +249,19 @@ def flatness_tones(in_rate: int, out_rate: int) -> list[float]:
 
 def spurious_tones(in_rate: int, out_rate: int) -> list[float]:
     """Tones checked for aliasing or imaging. Downsampling: tones at 1.25 and 1.67 × the output
-    Nyquist frequency that the input can carry (15 and 20 kHz for 24 kHz output). Upsampling:
-    the band-edge tone, whose images land nearest the band."""
+    Nyquist frequency that the input can carry (15 and 20 kHz for 24 kHz output); an input
+    above twice the output rate can also carry tones that fold back from further up, so 2.5
+    and 3.5 × (30 and 42 kHz) and 0.9 × the input's own Nyquist frequency (43.2 kHz at
+    96 kHz) are checked as well where they fit. Upsampling: the band-edge tone, whose images
+    land nearest the band."""
     if in_rate > out_rate:
         nyquist = out_rate / 2
-        candidates = (round(1.25 * nyquist), round(nyquist * 5 / 3))
-        return [float(f) for f in candidates if f < in_rate / 2]
+        candidates = [round(1.25 * nyquist), round(nyquist * 5 / 3)]
+        if in_rate > 2 * out_rate:
+            candidates += [round(2.5 * nyquist), round(3.5 * nyquist), round(0.9 * in_rate / 2)]
+        fitting = [float(f) for f in dict.fromkeys(candidates) if f < in_rate / 2]
+        # Just above the output rate (25 kHz in) none fits: midway between the two Nyquists.
+        return fitting or [(nyquist + in_rate / 2) / 2]
     return [band_edge_hz(in_rate, out_rate)]
 
 

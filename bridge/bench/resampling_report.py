@@ -9,7 +9,10 @@ no event loop) with the functions of :mod:`bridge.bench.resampling_measure`, and
    44.1 and 48 kHz input;
 3. the same quality figures at 44.1, 16 and 8 kHz input;
 4. the choice rule applied per rate pair (our modes only: ``resampling`` cannot use the SDK),
-   next to what :func:`resampling.default_mode` returns.
+   next to what :func:`resampling.default_mode` returns: the room rates both ways, and the
+   other common rates of recordings (11.025 and 12 kHz, 88.2 to 192 kHz) towards 24 kHz;
+5. with ``--scan``: the default's worst-case withheld delay at every 1 kHz from 8 to 192 kHz,
+   the worst per band (any whole rate in that range converts).
 
 This module lives in ``bridge`` because it imports ``livekit``; ``resampling`` never does.
 """
@@ -42,7 +45,7 @@ from bridge.bench.resampling_measure import (
     tone_gain_db,
     withheld_delay,
 )
-from resampling import REALTIME_RATE, Resampler, default_mode
+from resampling import MAX_RATE, MIN_RATE, REALTIME_RATE, VR, Resampler, default_mode
 from resampling.modes import ALL_MODES, QUALITIES, Mode
 
 DELAY_RATES = (8_000, 16_000, 44_100, 48_000)
@@ -55,10 +58,12 @@ OTHER_RATES: tuple[tuple[int, tuple[float, ...], tuple[float, ...]], ...] = (
     (16_000, (3_000.0, 6_800.0), (6_800.0,)),
     (8_000, (3_000.0, 3_400.0), (3_400.0,)),
 )
-# Rate pairs the choice rule is applied to: every room rate towards 24 kHz, and back.
+# Rate pairs the choice rule is applied to: every common rate towards 24 kHz (room rates, then
+# the other rates recordings carry), and back to the room rates.
 RULE_PAIRS: tuple[tuple[int, int], ...] = (
     *((rate, REALTIME_RATE) for rate in (8_000, 16_000, 22_050, 32_000, 44_100, 48_000)),
     *((REALTIME_RATE, rate) for rate in (8_000, 16_000, 48_000)),
+    *((rate, REALTIME_RATE) for rate in (11_025, 12_000, 88_200, 96_000, 176_400, 192_000)),
 )
 
 
@@ -112,6 +117,15 @@ def vr_ignores_quality(seconds: float = 1.0) -> bool:
         if not all(np.array_equal(outputs[0], out) for out in outputs[1:]):
             return False
     return True
+
+
+def vr_scan(*, seconds: float, step: int = 1_000) -> dict[str, float]:
+    """Worst-case withheld ms of the default (VR) towards 24 kHz at every ``step`` Hz from 8 to
+    192 kHz: what a rate between the measured ones costs (``--scan``)."""
+    return {
+        str(rate): withheld_delay(ours(VR), rate, seconds=seconds).max_ms
+        for rate in range(MIN_RATE, MAX_RATE + 1, step)
+    }
 
 
 def push_costs(
@@ -290,6 +304,26 @@ def render(report: dict[str, Any]) -> str:
             rows,
         )
     )
+    scan = report.get("vr_scan")
+    if scan:
+        bands = ((MIN_RATE, REALTIME_RATE), (REALTIME_RATE, 48_000), (48_000, MAX_RATE + 1))
+        rows = []
+        for low, high in bands:
+            inside = {int(rate): ms for rate, ms in scan.items() if low <= int(rate) < high}
+            if not inside:
+                continue
+            worst = max(inside, key=lambda rate: inside[rate])
+            rows.append(
+                [f"{low / 1000:g}-{min(high, MAX_RATE) / 1000:g} kHz", str(len(inside)),
+                 f"{inside[worst]:.1f}", f"{worst / 1000:g} kHz"]
+            )  # fmt: skip
+        out.append(
+            _table(
+                "5. VR towards 24 kHz at every 1 kHz step: worst-case withheld ms (10 ms frames)",
+                ["input rates", "rates", "worst ms", "at"],
+                rows,
+            )
+        )
     costs = report["us_per_frame"]
     sdk_names = [name for name in names if name.startswith("rtc ")]
     fastest_sdk = min(sdk_names, key=lambda name: costs[name])
@@ -322,8 +356,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, default=15, help="timing rounds (default 15)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument(
+        "--scan",
+        action="store_true",
+        help="also measure VR at every 1 kHz from 8 to 192 kHz (table 5; about 30 s more)",
+    )
     args = parser.parse_args(argv)
     report = measure(seconds=args.seconds, frames=args.frames, rounds=args.rounds)
+    if args.scan:
+        report["vr_scan"] = vr_scan(seconds=min(args.seconds, 2.0))
     print(json.dumps(report, indent=2) if args.json else render(report))
     mismatched = [
         pair for pair, rule in report["rule"].items() if rule["chosen"] != rule["default_mode"]

@@ -182,6 +182,8 @@ class ProfileSet:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ProfileError(f"cannot read the file ({exc.strerror})", file=source) from None
+        except UnicodeDecodeError:
+            raise ProfileError("not a UTF-8 text (TOML) file", file=source) from None
         return cls.parse(text, source, secrets=secrets)
 
     @classmethod

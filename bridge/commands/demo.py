@@ -11,12 +11,17 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from bridge.commands.try_call import add_common_arguments, execute
+from bridge.commands.try_call import add_common_arguments, execute, usage_error
+
+__all__ = ["add_arguments", "run", "usage_error"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--output", type=Path, help="where to write the agent's audio (default: a temporary file)"
+        "--output",
+        type=Path,
+        metavar="OUT.wav",
+        help="where to write the agent's audio (default: a temporary file)",
     )
     add_common_arguments(parser)
 

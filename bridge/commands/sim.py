@@ -2,15 +2,20 @@
 
 The first line on stdout is exactly ``realtime simulator listening on ws://HOST:PORT/v1``;
 everything else (structlog records) goes to stderr. ``BRIDGE_SIM_JOURNAL`` supplies a default
-for ``--journal``. A bad option (e.g. a fault spec) prints one line and exits with status 2.
+for ``--journal``. A bad option (a port outside 0-65535, a fault spec, a negative lifetime, an
+unknown log level), a host it cannot listen on or a journal it cannot write prints one line
+naming the option and the value, and exits with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from typing import TYPE_CHECKING
+
+from bridge.commands.options import log_level, port_or_zero
 
 if TYPE_CHECKING:
     from sessions.simulator import SimulatorConfig
@@ -28,11 +33,47 @@ def _pace(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    """``--expire-after``: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number of seconds")
+    return value
+
+
+def _delta_ms(text: str) -> int:
+    """``--delta-ms``: 1 to 10000 ms of audio per delta."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"{value} is not from 1 to 10000")
+    return value
+
+
+def _latency_ms(text: str) -> float:
+    """``--latency-ms``: zero or more milliseconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not zero or a positive number")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``bridge sim``."""
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument(
-        "--port", type=int, default=8765, help="port to bind; 0 picks a free one (default 8765)"
+        "--port",
+        type=port_or_zero,
+        default=8765,
+        help="port to bind (0-65535); 0 picks a free one (default 8765)",
     )
     parser.add_argument(
         "--behavior",
@@ -42,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--expire-after",
-        type=float,
+        type=_seconds,
         default=3600.0,
         metavar="S",
         help="session lifetime in seconds (default 3600)",
@@ -55,11 +96,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="send audio X times faster than real time; inf = at once (default 4)",
     )
     parser.add_argument(
-        "--delta-ms", type=int, default=40, metavar="MS", help="audio per delta (default 40)"
+        "--delta-ms",
+        type=_delta_ms,
+        default=40,
+        metavar="MS",
+        help="audio per delta, 1-10000 (default 40)",
     )
     parser.add_argument(
         "--latency-ms",
-        type=float,
+        type=_latency_ms,
         default=0.0,
         metavar="MS",
         help="think time from response.created to the first output (default 0)",
@@ -84,7 +129,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"append every frame as a JSON line to FILE (default: ${JOURNAL_ENV})",
     )
     parser.add_argument("--log-json", action="store_true", help="log JSON records to stderr")
-    parser.add_argument("--log-level", default="info", help="log level (default info)")
+    parser.add_argument(
+        "--log-level", type=log_level, default="info", help="log level (default info)"
+    )
 
 
 def _config(args: argparse.Namespace) -> SimulatorConfig:
@@ -134,5 +181,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         return asyncio.run(_serve(config, args))
     except OSError as exc:  # port taken, bad interface, journal not writable
-        print(f"bridge sim: error: {exc}", file=sys.stderr)
+        print(f"bridge sim: error: {_listen_error(exc, args)}", file=sys.stderr)
         return 2
+
+
+def _listen_error(exc: OSError, args: argparse.Namespace) -> str:
+    """What went wrong, naming the option: the journal, or the host and port."""
+    reason = exc.strerror or str(exc)
+    if args.journal and exc.filename is not None:
+        return f"--journal {args.journal}: cannot write it ({reason}: {exc.filename})"
+    if isinstance(exc, socket.gaierror):
+        return f"--host {args.host!r}: unknown host ({reason})"
+    return f"cannot listen on --host {args.host} --port {args.port} ({reason.split(': ')[-1]})"

@@ -1,7 +1,12 @@
 """``bridge start`` / ``bridge dev``: run the LiveKit worker with the configured profiles.
 
-Settings come from the environment (``bridge.pod.settings``). Missing LiveKit or Realtime
-settings print a message naming each missing variable and exit with status 2.
+Settings come from the environment (``bridge.pod.settings``), and every one is checked before
+anything starts: a missing LiveKit or Realtime setting (each missing variable is named), a
+value that is not what it must be (``LIVEKIT_URL=garbage``, a port outside 0-65535, an
+unknown log level), a bad profiles file, or a port that cannot be bound prints one line and
+exits with status 2. A worker that gives up reaching LiveKit (``BRIDGE_LIVEKIT_RETRIES``)
+prints one line naming the URL and the cause and exits with status 1, with nothing left
+running. Never a traceback.
 """
 
 from __future__ import annotations
@@ -10,13 +15,19 @@ import argparse
 import asyncio
 import sys
 
+from bridge.commands.options import log_level
 from bridge.errors import BAD_CONFIGURATION, EXPECTED
 
 DEV = False
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--log-level", help="override BRIDGE_LOG_LEVEL")
+    parser.add_argument(
+        "--log-level",
+        type=log_level,
+        metavar="LEVEL",
+        help="override BRIDGE_LOG_LEVEL (debug, info, warning, error or critical)",
+    )
 
 
 def run(args: argparse.Namespace, *, dev: bool = DEV) -> int:
@@ -28,6 +39,7 @@ def run(args: argparse.Namespace, *, dev: bool = DEV) -> int:
         realtime_endpoint,
     )
 
+    name = f"bridge {'dev' if dev else 'start'}"
     try:
         settings = WorkerSettings.from_env(dev=dev)
         configure_logging(
@@ -38,14 +50,17 @@ def run(args: argparse.Namespace, *, dev: bool = DEV) -> int:
         for profile in profiles.profiles.values():  # fail now, not on the first call
             realtime_endpoint(profile.session.model)
     except BAD_CONFIGURATION as exc:
-        print(f"bridge {'dev' if dev else 'start'}: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 2
 
     from bridge.pod.worker import run_worker
 
     try:
         asyncio.run(run_worker(settings, livekit, dev=dev))
+    except BAD_CONFIGURATION as exc:  # a port that cannot be bound
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
     except EXPECTED as exc:
-        print(f"bridge: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
         return 1
     return 0

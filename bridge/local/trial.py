@@ -68,9 +68,17 @@ async def run_trial(
     metrics: BridgeMetrics | None = None,
     prices: PriceTable | None = None,
     on_started: Callable[[Call], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> TrialResult:
-    """Play ``wav`` as the caller through a bridged call; record what the agent published."""
+    """Play ``wav`` as the caller through a bridged call; record what the agent published.
+
+    Setting ``stop`` (Ctrl-C in ``bridge try``) ends the call early, the same clean way the
+    end of the recording does: the result holds what happened until then. If the call cannot
+    start (a refused key, no server), its error is raised after everything opened here is
+    closed again.
+    """
     options = options or TrialOptions()
+    stop = stop or asyncio.Event()
     call_options = replace(options.call, stream_rate=wav.rate, stream_channels=wav.channels)
     participant = LoopbackParticipant()
     listeners: list[Listener] = []
@@ -81,23 +89,30 @@ async def run_trial(
         participant, profile, endpoint, options=call_options, metrics=metrics, prices=prices
     )
     caller = LoopbackCaller(wav.rate, wav.channels)
-    await call.start()
-    if on_started is not None:
-        on_started(call)
     try:
+        await call.start()
+        if on_started is not None:
+            on_started(call)
         call.input.participant_joined(Human(caller.identity))
         call.input.track_subscribed(caller.identity, caller.track)
         player = asyncio.create_task(caller.play(wav.samples), name="caller")
         ended = asyncio.ensure_future(call.wait())
-        await asyncio.wait({player, ended}, return_when=asyncio.FIRST_COMPLETED)
-        if not ended.done():
-            await _until_quiet(call, ended, options)
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({player, ended, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if not ended.done() and not stop.is_set():
+            await _until_quiet(call, ended, stopped, options)
         player.cancel()
-        reason = ended.result() if ended.done() else "the recording ended"
+        stopped.cancel()
+        if ended.done():
+            reason = ended.result()
+        else:
+            reason = "interrupted" if stop.is_set() else "the recording ended"
         call.end(reason)
     finally:
         await call.aclose()
         await caller.aclose()
+        for extra in listeners[1:]:
+            await extra.aclose()
     listener = listeners[0] if listeners else None
     output = np.zeros(0, dtype=np.int16)
     if listener is not None:
@@ -107,11 +122,13 @@ async def run_trial(
     return TrialResult(call.record, output, participant, wav.seconds, call.record.end_reason)
 
 
-async def _until_quiet(call: Call, ended: asyncio.Future[str], options: TrialOptions) -> None:
+async def _until_quiet(
+    call: Call, ended: asyncio.Future[str], stopped: asyncio.Future[Any], options: TrialOptions
+) -> None:
     """After the recording: wait for the last turn to be answered and played, then a tail."""
     deadline = time.monotonic() + options.max_extra_s
     quiet_since: float | None = None
-    while not ended.done() and time.monotonic() < deadline:
+    while not ended.done() and not stopped.done() and time.monotonic() < deadline:
         busy = call.busy
         now = time.monotonic()
         if busy:

@@ -1,8 +1,10 @@
 """The bridge's own HTTP endpoints: Prometheus metrics, liveness and readiness.
 
-``GET /metrics`` (Prometheus text), ``GET /healthz`` (liveness: 200 while the process runs)
-and ``GET /readyz`` (readiness: 200 once the worker is registered with LiveKit and takes
-calls; 503 before that and from the start of a drain).
+``GET /metrics`` (Prometheus text), ``GET /healthz`` (liveness: 200 while the worker works
+or drains; 503 once it has given up reaching LiveKit, so a worker that can no longer do its
+job is restarted even if it does not manage to exit) and ``GET /readyz`` (readiness: 200
+once the worker is registered with LiveKit and takes calls; 503 before that, while its
+connection to LiveKit is down, and from the start of a drain).
 LiveKit's worker keeps its own health server (``/`` and ``/worker``, port 8081); this one
 adds what Kubernetes probes and Prometheus need.
 """
@@ -21,20 +23,34 @@ from bridge.metrics import BridgeMetrics
 
 @dataclass(slots=True)
 class Readiness:
-    """Ready once the worker registered with LiveKit; not ready again from drain on."""
+    """Ready once the worker registered with LiveKit; not ready while its connection is down
+    and from drain on. Live until the worker gives up (:meth:`fail`)."""
 
     ready: bool = True
     reason: str = ""
     draining: bool = False
+    live: bool = True
+    failure: str = ""
 
     def mark_ready(self) -> None:
-        if not self.draining:
+        if not self.draining and self.live:
             self.ready, self.reason = True, ""
+
+    def lost(self, reason: str) -> None:
+        """The connection to LiveKit is down (the worker is retrying): no new calls come."""
+        self.ready = False
+        if not self.draining:
+            self.reason = reason
 
     def drain(self, reason: str = "draining") -> None:
         self.draining = True
         self.ready = False
         self.reason = reason
+
+    def fail(self, reason: str) -> None:
+        """The worker gave up: neither ready nor live from now on."""
+        self.ready, self.live = False, False
+        self.reason = self.failure = reason
 
 
 def build_app(metrics: BridgeMetrics, readiness: Readiness) -> web.Application:
@@ -45,6 +61,8 @@ def build_app(metrics: BridgeMetrics, readiness: Readiness) -> web.Application:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_request: web.Request) -> web.Response:
+        if not readiness.live:
+            return web.Response(status=503, text=f"not live: {readiness.failure}\n")
         return web.Response(text="ok\n")
 
     async def readyz(_request: web.Request) -> web.Response:

@@ -21,7 +21,13 @@ The bridge itself:
   ``BRIDGE_LOG_LEVEL``, ``BRIDGE_METRICS_PORT`` (default 9102, 0 = off),
   ``BRIDGE_MAX_SESSIONS`` (per pod), ``BRIDGE_DRAIN_TIMEOUT`` (s), ``BRIDGE_EXECUTOR``
   (``thread``|``process``), ``BRIDGE_IDLE_PROCESSES``, ``BRIDGE_EMPTY_ROOM_GRACE`` (s a call
-  waits for a caller to come back after the last one left).
+  waits for a caller to come back after the last one left), ``BRIDGE_LIVEKIT_RETRIES`` (how
+  often to retry reaching LiveKit before giving up), ``BRIDGE_LIVEKIT_HEALTH_PORT``
+  (livekit-agents' own health server, default 8081, 0 = any free port).
+
+Every value is checked as it is read: a bad one raises :class:`~bridge.errors.ConfigError`
+naming the variable and what it must be (``bridge start`` exits 2 on it, before doing
+anything). ``LIVEKIT_URL`` must be a ``ws``, ``wss``, ``http`` or ``https`` URL with a host.
 """
 
 from __future__ import annotations
@@ -32,9 +38,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from bridge.errors import ConfigError, MissingSetting
-from bridge.logs import register_secret
+from bridge.logs import level_name, register_secret
 from sessions.endpoint import Endpoint
 from sessions.usage import PriceTable
 
@@ -52,14 +59,53 @@ def _secret(env: Mapping[str, str], name: str) -> str:
     return value
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(
+    env: Mapping[str, str],
+    name: str,
+    default: int,
+    *,
+    low: int | None = None,
+    high: int | None = None,
+) -> int:
+    """A whole number from ``env`` (``default`` when unset), within ``low``..``high``."""
     raw = _get(env, name)
     if not raw:
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"at least {low}" if high is None else f"from {low} to {high}"
+        raise ConfigError(f"{name}={value} must be {bounds}")
+    return value
+
+
+def check_livekit_url(url: str, name: str = "LIVEKIT_URL") -> str:
+    """``url`` if livekit-agents can connect to it (``ws``/``wss``/``http``/``https`` and a
+    host, a valid port if any), else a :class:`ConfigError` naming it (without credentials)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("ws", "wss", "http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{name}={redacted_url(url)!r} is not a LiveKit server URL"
+            " (ws://, wss://, http:// or https:// and a host, e.g. wss://example.livekit.cloud)"
+        )
+    return url
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without any user or password part (safe to log)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
@@ -92,7 +138,7 @@ class LiveKitSettings:
         if missing:
             raise MissingSetting(", ".join(missing), "needed to join LiveKit rooms")
         return cls(
-            url=_get(env, "LIVEKIT_URL"),
+            url=check_livekit_url(_get(env, "LIVEKIT_URL")),
             api_key=_secret(env, "LIVEKIT_API_KEY"),
             api_secret=_secret(env, "LIVEKIT_API_SECRET"),
             agent_name=_get(env, "LIVEKIT_AGENT_NAME"),
@@ -162,6 +208,12 @@ def tool_secrets(env: Mapping[str, str] | None = None) -> Callable[[str], str | 
     return lookup
 
 
+def profiles_path(path: str | None = None, env: Mapping[str, str] | None = None) -> str | None:
+    """The profiles file: ``path`` (a flag), else ``BRIDGE_PROFILES``; None: the built-in."""
+    env = os.environ if env is None else env
+    return str(path) if path else (_get(env, "BRIDGE_PROFILES") or None)
+
+
 def load_profiles(path: str | None = None, env: Mapping[str, str] | None = None) -> ProfileSet:
     """The profiles: ``path``, else ``BRIDGE_PROFILES``, else the built-in ones.
 
@@ -172,7 +224,7 @@ def load_profiles(path: str | None = None, env: Mapping[str, str] | None = None)
     from bridge.call.profiles import ProfileSet
 
     env = os.environ if env is None else env
-    path = path or _get(env, "BRIDGE_PROFILES")
+    path = profiles_path(path, env)
     secrets = tool_secrets(env)
     return ProfileSet.load(path, secrets=secrets) if path else ProfileSet.builtin(secrets=secrets)
 
@@ -210,6 +262,9 @@ class WorkerSettings:
     idle_processes: int = 1
     log_format: str = "json"
     log_level: str = "info"
+    # livekit-agents' default: 16 retries, 0, 2, 4, ... 10 s apart: it gives up after ~2 min.
+    livekit_retries: int = 16
+    health_port: int = 8081  # livekit-agents' own health server (0: any free port)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, dev: bool = False) -> WorkerSettings:
@@ -221,19 +276,23 @@ class WorkerSettings:
         log_format = _get(env, "BRIDGE_LOG_FORMAT") or ("console" if dev else "json")
         if log_format not in ("json", "console"):
             raise ConfigError(f"BRIDGE_LOG_FORMAT={log_format!r} must be 'json' or 'console'")
-        settings = cls(
+        level = _get(env, "BRIDGE_LOG_LEVEL") or ("debug" if dev else "info")
+        try:
+            level = level_name(level)
+        except ConfigError as exc:
+            raise ConfigError(f"BRIDGE_LOG_LEVEL: {exc}") from None
+        return cls(
             profiles_path=_get(env, "BRIDGE_PROFILES") or None,
-            metrics_port=_int(env, "BRIDGE_METRICS_PORT", d["metrics_port"]),
-            max_sessions=_int(env, "BRIDGE_MAX_SESSIONS", d["max_sessions"]),
-            drain_timeout=_int(env, "BRIDGE_DRAIN_TIMEOUT", d["drain_timeout"]),
+            metrics_port=_int(env, "BRIDGE_METRICS_PORT", d["metrics_port"], low=0, high=65535),
+            max_sessions=_int(env, "BRIDGE_MAX_SESSIONS", d["max_sessions"], low=1),
+            drain_timeout=_int(env, "BRIDGE_DRAIN_TIMEOUT", d["drain_timeout"], low=0),
             empty_room_grace=_seconds(env, "BRIDGE_EMPTY_ROOM_GRACE", d["empty_room_grace"]),
             executor=executor,
-            idle_processes=_int(env, "BRIDGE_IDLE_PROCESSES", d["idle_processes"]),
+            idle_processes=_int(env, "BRIDGE_IDLE_PROCESSES", d["idle_processes"], low=0),
             log_format=log_format,
-            log_level=_get(env, "BRIDGE_LOG_LEVEL") or ("debug" if dev else "info"),
+            log_level=level,
+            livekit_retries=_int(env, "BRIDGE_LIVEKIT_RETRIES", d["livekit_retries"], low=0),
+            health_port=_int(
+                env, "BRIDGE_LIVEKIT_HEALTH_PORT", d["health_port"], low=0, high=65535
+            ),
         )
-        if settings.max_sessions < 1:
-            raise ConfigError("BRIDGE_MAX_SESSIONS must be at least 1")
-        if settings.drain_timeout < 0:
-            raise ConfigError("BRIDGE_DRAIN_TIMEOUT must not be negative")
-        return settings

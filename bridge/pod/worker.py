@@ -10,16 +10,27 @@
   ``drain_timeout`` seconds; calls still running then are ended cleanly (session closed,
   final state published) and the worker closes. A second signal exits at once. Liveness stays
   true throughout.
-- **Endpoints.** LiveKit's health server keeps its port (8081); ``bridge.pod.health`` serves
-  ``/metrics``, ``/healthz`` and ``/readyz`` on ``BRIDGE_METRICS_PORT``.
+- **Endpoints.** LiveKit's health server keeps its port (8081, ``BRIDGE_LIVEKIT_HEALTH_PORT``);
+  ``bridge.pod.health`` serves ``/metrics``, ``/healthz`` and ``/readyz`` on
+  ``BRIDGE_METRICS_PORT``. A port that cannot be bound is a configuration error (exit 2).
+- **An unreachable LiveKit.** livekit-agents retries ``BRIDGE_LIVEKIT_RETRIES`` times (0, 2,
+  4, … 10 s apart) and then fails. :class:`LiveKitLink` turns each of its retry warnings into
+  one line naming the URL and the cause, and turns readiness false while the link is down.
+  When it gives up, liveness and readiness fail at once, calls still running are drained as
+  on SIGTERM, the server is closed (its health port, job threads and processes with it) and
+  :class:`~bridge.errors.LiveKitUnreachable` ends ``bridge start`` with one line and exit 1:
+  nothing is left running.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import logging
 import os
 import signal
+import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -28,15 +39,24 @@ import structlog
 from livekit.agents import AgentServer, JobContext, JobExecutorType, JobRequest
 
 from bridge.call.call import CallOptions
+from bridge.errors import ConfigError, LiveKitUnreachable
 from bridge.heap import freeze_long_lived
+from bridge.logs import scrub
 from bridge.metrics import default_metrics
 from bridge.pod.agent import REGISTRY, AgentContext, run_job
 from bridge.pod.cpu import PodCpu
 from bridge.pod.health import Readiness, serve_metrics
-from bridge.pod.settings import LiveKitSettings, WorkerSettings, load_profiles, price_table
+from bridge.pod.settings import (
+    LiveKitSettings,
+    WorkerSettings,
+    load_profiles,
+    price_table,
+    redacted_url,
+)
 from bridge.room.media_loop import MediaLoop
 
 log = structlog.get_logger("bridge.pod.worker")
+AGENTS_LOGGER = "livekit.agents"
 
 ADMISSION_TTL_S = 30.0  # an accepted job that never shows up as running stops counting
 # livekit-agents loads its local VAD and end-of-turn model (~270 MB resident) into every job
@@ -79,6 +99,84 @@ class CapacityGate:
         return True
 
 
+class LiveKitLink(logging.Filter):
+    """What livekit-agents says about the worker's connection to LiveKit, made plain.
+
+    Installed as a filter on the ``livekit.agents`` logger while the worker runs. Each "failed
+    to connect to livekit, retrying in Ns" warning (whose cause sits in an attribute no log
+    line shows) is rewritten to ``cannot reach LiveKit at URL: CAUSE; retry K of N in S s`` and
+    turns readiness false; the traceback livekit-agents logs when it gives up is dropped, since
+    :meth:`gave_up` reports the same failure once, in one line. A registration resets it.
+    """
+
+    RETRYING = "failed to connect to livekit, retrying in "
+
+    def __init__(self, url: str, retries: int, readiness: Readiness) -> None:
+        super().__init__()
+        self.url = redacted_url(url)
+        self.retries = retries
+        self.readiness = readiness
+        self.failures = 0
+        self.cause = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith(self.RETRYING):
+            self.failures += 1
+            self.cause = describe_cause(getattr(record, "error", None))
+            delay = message.removeprefix(self.RETRYING).removesuffix("s")
+            record.msg = (
+                f"cannot reach LiveKit at {self.url}: {self.cause};"
+                f" retry {self.failures} of {self.retries} in {delay} s"
+            )
+            record.args = ()
+            self.readiness.lost(f"cannot reach LiveKit at {self.url}: {self.cause}")
+            return True
+        failure = record.exc_info[1] if record.exc_info else None
+        return not (message.startswith("Error in _connection_task") and _is_give_up(failure))
+
+    def registered(self) -> None:
+        self.failures, self.cause = 0, ""
+        self.readiness.mark_ready()
+
+    def gave_up(self, failure: BaseException) -> LiveKitUnreachable:
+        """The error that ends the worker: livekit-agents' ``RuntimeError`` keeps the last
+        attempt's exception as its context."""
+        cause = describe_cause(failure.__context__) if failure.__context__ else self.cause
+        return LiveKitUnreachable(self.url, self.failures + 1, cause or str(failure))
+
+
+def _is_give_up(failure: BaseException | None) -> bool:
+    return isinstance(failure, RuntimeError) and "failed to connect to livekit" in str(failure)
+
+
+def describe_cause(error: object) -> str:
+    """A connection failure in words (the aiohttp exception's text buries it)."""
+    import aiohttp
+
+    if isinstance(error, aiohttp.WSServerHandshakeError):
+        if error.status == 401:
+            return "the API key or secret was refused (HTTP 401)"
+        if error.status == 404:
+            return "no LiveKit server at this URL (HTTP 404)"
+        return f"the WebSocket upgrade was refused (HTTP {error.status})"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        cause = error.os_error
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused (nothing listens there)"
+        if isinstance(cause, socket.gaierror):
+            return f"unknown host {error.host!r}"
+        return cause.strerror or str(cause)
+    closed = isinstance(error, aiohttp.ServerDisconnectedError)
+    if closed or (isinstance(error, aiohttp.ClientOSError) and error.errno == errno.ECONNRESET):
+        return "the server closed the connection without answering"  # with a FIN or a reset
+    if isinstance(error, TimeoutError | asyncio.TimeoutError):
+        return "no answer in time"
+    if isinstance(error, BaseException):
+        return scrub(f"{type(error).__name__}: {error}")
+    return "unknown cause"
+
+
 def build_server(
     settings: WorkerSettings, livekit: LiveKitSettings, shared: AgentContext, *, dev: bool
 ) -> tuple[AgentServer, CapacityGate]:
@@ -98,10 +196,11 @@ def build_server(
         load_fnc=load,
         drain_timeout=settings.drain_timeout,
         num_idle_processes=settings.idle_processes,
+        max_retry=settings.livekit_retries,
         ws_url=livekit.url,
         api_key=livekit.api_key,
         api_secret=livekit.api_secret,
-        port=0 if dev else 8081,
+        port=0 if dev else settings.health_port,
     )
 
     async def on_request(request: JobRequest) -> None:
@@ -134,7 +233,10 @@ async def run_worker(settings: WorkerSettings, livekit: LiveKitSettings, *, dev:
     )
     server, _gate = build_server(settings, livekit, shared, dev=dev)
     readiness = Readiness(ready=False, reason="registering with LiveKit")
-    server.on("worker_registered", lambda *_args: readiness.mark_ready())
+    link = LiveKitLink(livekit.url, settings.livekit_retries, readiness)
+    server.on("worker_registered", lambda *_args: link.registered())
+    agents_log = logging.getLogger(AGENTS_LOGGER)
+    agents_log.addFilter(link)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = 0
@@ -152,10 +254,17 @@ async def run_worker(settings: WorkerSettings, livekit: LiveKitSettings, *, dev:
         loop.add_signal_handler(sig, on_signal)
 
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(agents_log.removeFilter, link)
         if settings.metrics_port:
-            port = await stack.enter_async_context(
-                serve_metrics(settings.metrics_port, metrics, readiness)
-            )
+            try:
+                port = await stack.enter_async_context(
+                    serve_metrics(settings.metrics_port, metrics, readiness)
+                )
+            except OSError as exc:
+                raise ConfigError(
+                    f"BRIDGE_METRICS_PORT={settings.metrics_port}: cannot listen"
+                    f" ({exc.strerror or exc})"
+                ) from None
             log.info("worker.metrics", port=port)
         freeze_long_lived(collect=True)  # before the first call: bridge/heap.py
         cpus = sorted(os.sched_getaffinity(0))
@@ -168,7 +277,7 @@ async def run_worker(settings: WorkerSettings, livekit: LiveKitSettings, *, dev:
             {runner, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
         )
         if runner.done():
-            runner.result()  # the server failed on its own: surface why
+            await _server_failed(server, runner, link, settings, shared)
             return
         log.info(
             "worker.draining", limit_s=settings.drain_timeout, calls=len(shared.registry.calls)
@@ -185,3 +294,36 @@ async def run_worker(settings: WorkerSettings, livekit: LiveKitSettings, *, dev:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await runner
         log.info("worker.stopped")
+
+
+async def _server_failed(
+    server: AgentServer,
+    runner: asyncio.Task[None],
+    link: LiveKitLink,
+    settings: WorkerSettings,
+    shared: AgentContext,
+) -> None:
+    """The server stopped on its own: say why in one line, after closing everything it holds
+    (running calls are drained first, as on SIGTERM). Returns only if it stopped cleanly."""
+    failure = None if runner.cancelled() else runner.exception()
+    if failure is None:
+        return
+    error: Exception
+    if _is_give_up(failure):
+        error = link.gave_up(failure)
+        link.readiness.fail(str(error))
+        if shared.registry.calls:
+            media = shared.media or MediaLoop.shared()
+            await media.run(shared.registry.drain(settings.drain_timeout))
+    elif isinstance(failure, OSError):  # its health server could not bind
+        error = ConfigError(
+            f"BRIDGE_LIVEKIT_HEALTH_PORT={settings.health_port}: livekit-agents' health server"
+            f" cannot listen ({failure.strerror or failure})"
+        )
+    elif isinstance(failure, Exception):
+        error = failure
+    else:
+        raise failure
+    with contextlib.suppress(Exception):
+        await server.aclose()
+    raise error
