@@ -246,7 +246,11 @@ def bridge_worker(
     tmp_path_factory: pytest.TempPathFactory, livekit: Credentials, realtime_sim: SimProcess
 ) -> Iterator[Worker]:
     worker = start_worker(
-        tmp_path_factory.mktemp("worker"), livekit, realtime_sim, BRIDGE_EMPTY_ROOM_GRACE="2"
+        tmp_path_factory.mktemp("worker"),
+        livekit,
+        realtime_sim,
+        BRIDGE_EMPTY_ROOM_GRACE="2",
+        BRIDGE_IDLE_PROCESSES="0",  # every job starts its own thread: the race of a burst
     )
     yield worker
     stop_worker(worker)

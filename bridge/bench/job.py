@@ -264,16 +264,20 @@ async def _bridge_in_room(
     from bridge.call.profiles import ProfileSet
     from bridge.pod.agent import AgentContext, run_job
 
-    media = MediaLoop.shared()
+    # The caller leaving ends the call at once: the phase is over, no grace to wait out.
+    shared = AgentContext(
+        profiles=ProfileSet.builtin(), options=CallOptions(empty_room_grace_s=0.2)
+    )
+    ended: list[Call] = []
+    job = asyncio.ensure_future(run_job(ctx, shared, probe=probes, on_ended=ended.append))
+    # The media loop exists once the job has connected its room and started its call.
+    while MediaLoop.current() is None and not job.done():
+        await asyncio.sleep(0.05)
+    media = MediaLoop.current() or MediaLoop.shared()
     monitor = await asyncio.wrap_future(
         asyncio.run_coroutine_threadsafe(_start_monitor(), media.loop)
     )
-    # The caller leaving ends the call at once: the phase is over, no grace to wait out.
-    shared = AgentContext(
-        profiles=ProfileSet.builtin(), options=CallOptions(empty_room_grace_s=0.2), media=media
-    )
-    ended: list[Call] = []
-    await run_job(ctx, shared, probe=probes, on_ended=ended.append)
+    await job
     figures: dict[str, Any] = {"chunk_samples": 24 * shared.profiles.default.chunk_ms}
     if ended:
         record = ended[0].record
@@ -290,17 +294,18 @@ async def _bridge_in_room(
 async def _plugin_in_room(
     ctx: Any, probes: Probes, config: JobConfig
 ) -> tuple[LoopMonitor, dict[str, Any], str | None]:
-    from livekit.agents import Agent, AgentSession, AutoSubscribe
+    from livekit.agents import Agent, AgentSession
     from livekit.plugins.openai import realtime
 
     from bridge.bench.engines import _CURRENT, install_plugin_hooks, plugin_settings
     from bridge.call.profiles import ProfileSet
+    from bridge.pod.agent import connect_room
 
     install_plugin_hooks()
     _CURRENT.set(probes)  # the session's tasks, created from here on, inherit it
     monitor = LoopMonitor.on_current_loop()  # the job's own loop, as livekit-agents runs it
     profile = ProfileSet.builtin().default
-    await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+    await connect_room(ctx)  # as ours does: the plugin meets the same SDK race
     model = realtime.RealtimeModel(**plugin_settings(config.sim_url, profile))
     session: Any = AgentSession(llm=model, aec_warmup_duration=None)
     errors: list[dict[str, str]] = []

@@ -273,7 +273,10 @@ async def run_room_phase(config: PhaseConfig) -> dict[str, Any]:
     from livekit.agents import AgentServer, JobExecutorType
 
     from bridge.bench.job import room_entrypoint
+    from bridge.pod.agent import prepare_ffi
     from bridge.pod.settings import LiveKitSettings
+
+    prepare_ffi()  # before any job thread, as bridge start does (bridge/pod/agent.py)
 
     lk = LiveKitSettings.from_env()
     out_dir = Path(config.out_dir)
@@ -297,7 +300,7 @@ async def run_room_phase(config: PhaseConfig) -> dict[str, Any]:
         job_executor_type=(
             JobExecutorType.THREAD if config.executor == "thread" else JobExecutorType.PROCESS
         ),
-        num_idle_processes=0,
+        num_idle_processes=1,  # as bridge start runs (BRIDGE_IDLE_PROCESSES)
         load_threshold=float("inf"),
         port=0,
         initialize_process_timeout=60.0,

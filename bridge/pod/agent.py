@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -157,6 +158,32 @@ def attach_room(room: rtc.Room, call: Call, media: MediaLoop | None = None) -> N
                     muted(participant, publication)
 
 
+# Jobs of the thread executor connect their rooms from threads of their own. Two
+# ``Room.connect`` calls at once in one process sometimes leave one waiting for its
+# ConnectCallback for ever, and 15 s later the FFI panics and SIGTERMs the whole process
+# (reproduced here with livekit-agents alone: three dispatches at once, thread executor, no
+# bridge code). So connects take turns (each takes ~0.1 s; a burst of 10 waits 1 s at most
+# for the last), and the SDK's FFI client is created once, in the worker's main thread,
+# before any job thread can race to create it (``FfiClient.instance`` has no lock).
+_CONNECTING = threading.Lock()
+
+
+def prepare_ffi() -> None:
+    """Create the SDK's FFI client now, in the calling (main) thread."""
+    from livekit.rtc._ffi_client import FfiClient
+
+    FfiClient.instance  # noqa: B018 (created on first access)
+
+
+async def connect_room(ctx: JobContext) -> None:
+    """``ctx.connect`` (audio only), one job of the process at a time."""
+    await asyncio.to_thread(_CONNECTING.acquire)
+    try:
+        await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+    finally:
+        _CONNECTING.release()
+
+
 async def run_job(
     ctx: JobContext,
     shared: AgentContext,
@@ -176,7 +203,7 @@ async def run_job(
         shared.metrics.metadata_rejected.inc()
     profile = resolution.profile
     endpoint = realtime_endpoint(profile.session.model)
-    await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+    await connect_room(ctx)
     structlog.contextvars.bind_contextvars(agent=ctx.room.local_participant.identity)
     options = shared.options
     if resolution.participant:

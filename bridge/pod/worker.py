@@ -1,10 +1,14 @@
 """The bridge worker: ``livekit-agents``' own server, with honest capacity and a clean drain.
 
 - **Capacity.** :class:`CapacityGate` reports load as the larger of sessions per pod maximum
-  and CPU (``cpu / cpu_full``); with ``load_threshold = 1.0`` the server marks the worker full
-  exactly at the maximum. Load is refreshed only every 0.5 s, so the gate also refuses job
-  requests itself (``on_request``) once running plus just-accepted jobs reach the maximum:
-  two requests inside one refresh can never push the pod past it.
+  and CPU (``cpu / cpu_full``); LiveKit weighs workers by ``1 - load``, so a worker at 1.0 is
+  never picked while another has room. The gate alone decides admission (``on_request``),
+  counting running plus just-accepted jobs, so two requests inside one load refresh can never
+  push the pod past its maximum. ``livekit-agents``' own availability check is off
+  (``load_threshold`` infinite): with no job running it counts each reserved slot as a whole
+  threshold's worth of load (``load_threshold / num_idle_processes``), so a burst of two
+  dispatches made it refuse the second, and with one worker LiveKit does not retry: that
+  caller never got an agent (found through a real server).
 - **Drain.** The first SIGTERM/SIGINT turns readiness false, stops taking jobs (LiveKit's own
   ``drain``: the worker reports itself full) and lets calls finish for up to
   ``drain_timeout`` seconds; calls still running then are ended cleanly (session closed,
@@ -43,7 +47,7 @@ from bridge.errors import ConfigError, LiveKitUnreachable
 from bridge.heap import freeze_long_lived
 from bridge.logs import scrub
 from bridge.metrics import default_metrics
-from bridge.pod.agent import REGISTRY, AgentContext, run_job
+from bridge.pod.agent import REGISTRY, AgentContext, prepare_ffi, run_job
 from bridge.pod.cpu import PodCpu
 from bridge.pod.health import Readiness, serve_metrics
 from bridge.pod.settings import (
@@ -192,7 +196,7 @@ def build_server(
         job_executor_type=(
             JobExecutorType.THREAD if settings.executor == "thread" else JobExecutorType.PROCESS
         ),
-        load_threshold=1.0,
+        load_threshold=float("inf"),  # the gate decides: see the module docstring
         load_fnc=load,
         drain_timeout=settings.drain_timeout,
         num_idle_processes=settings.idle_processes,
@@ -221,6 +225,7 @@ def build_server(
 async def run_worker(settings: WorkerSettings, livekit: LiveKitSettings, *, dev: bool) -> None:
     """Run until a signal; drain on the first, exit hard on the second."""
     skip_local_models()
+    prepare_ffi()  # before any job thread: bridge/pod/agent.py
     profiles = load_profiles(settings.profiles_path)
     metrics = default_metrics()
     metrics.declare_tools(profiles.tool_names)  # every tool's series at zero from the start

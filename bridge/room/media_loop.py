@@ -62,6 +62,12 @@ class MediaLoop:
                 cls._shared = cls()
             return cls._shared
 
+    @classmethod
+    def current(cls) -> MediaLoop | None:
+        """The process's media loop if it is running, without starting one."""
+        shared = cls._shared
+        return shared if shared is not None and shared.running else None
+
     def _main(self) -> None:
         loop = self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
