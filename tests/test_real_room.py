@@ -9,7 +9,11 @@ and every figure here is read from what the caller recorded.
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +27,7 @@ from bridge.room.caller import RoomCaller
 from tests.realroom import (
     SimProcess,
     Worker,
+    clean_env,
     dispatch,
     journal_frames,
     room_name,
@@ -103,6 +108,7 @@ def barge_in(livekit: Credentials, bridge_worker: Worker, realtime_sim: SimProce
             raise AssertionError(stuck(caller, bridge_worker)) from None
         finally:
             call.heard = caller.heard()
+            call.said = caller.as_played(call.said)  # the source's time line (a busy machine)
             await caller.aclose()
 
     asyncio.run(main())
@@ -206,3 +212,46 @@ def test_the_caller_receives_captions_with_only_what_was_heard(barge_in: BargeIn
     assert second.text.strip() == full_second.strip()
     finals = [seg.text.strip() for _, _, seg in caller.transcriptions if seg.final]
     assert finals == [heard, full_second.strip()]  # the legacy transcription events agree
+
+
+def test_bridge_try_through_the_server(livekit: Credentials, tmp_path: Path) -> None:
+    """``bridge try --livekit-url``: the agent in-process, dispatched by the server; OUT.wav
+    what the caller received; the summary says what the caller experienced."""
+    summary, out = run_try(livekit, tmp_path)
+    assert summary["exit_code"] == 0, summary["errors"]
+    assert summary["responses"] == 2 and summary["interruptions"] == 1
+    heard = summary["heard"]
+    assert len(heard["mouth_to_ear_ms"]) == 2, heard
+    [stop] = heard["barge_in_stop_heard_ms"] or [None]
+    assert stop is not None, heard
+    assert 0 < stop <= 300
+    [error] = heard["truncation_error_heard_ms"]
+    assert abs(error) <= 40
+    wav = read_wav(out)
+    assert wav.rate == HEAR and abs(wav.seconds - summary["output_seconds"]) < 0.01
+    (r_start, r_end), _ = heard["replies"]
+    (q_start, q_end), _ = heard["utterances"]
+    reply = wav.samples[int(r_start * HEAR) : int(r_end * HEAR)]
+    assert echoes(reply, demo_at(HEAR)[int(q_start * HEAR) : int(q_end * HEAR)]) >= 0.7
+
+
+def test_bridge_try_dispatches_a_running_worker(
+    livekit: Credentials, bridge_worker: Worker, tmp_path: Path
+) -> None:
+    """``--agent-name``: an already running ``bridge start`` answers; only what the caller
+    experienced is known."""
+    summary, _ = run_try(livekit, tmp_path, "--agent-name", "bridge-test", "--profile", "echo-test")
+    assert summary["exit_code"] == 0, summary["errors"]
+    assert len(summary["heard"]["mouth_to_ear_ms"]) == 2
+    assert summary["truncations"] == [] and summary["notes"]  # the agent's figures are elsewhere
+    assert summary["states"][-1] == "listening"
+
+
+def run_try(livekit: Credentials, tmp_path: Path, *extra: str) -> tuple[dict[str, Any], Path]:
+    out = tmp_path / "out.wav"
+    env = clean_env(LIVEKIT_API_KEY=livekit.api_key, LIVEKIT_API_SECRET=livekit.api_secret)
+    command = [sys.executable, "-m", "bridge", "try", "--input", str(demo_recording())]
+    command += ["--output", str(out), "--livekit-url", livekit.url, "--json", *extra]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180)
+    assert "Traceback" not in done.stderr, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1]), out

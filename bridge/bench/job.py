@@ -265,11 +265,13 @@ async def _bridge_in_room(
     from bridge.pod.agent import AgentContext, run_job
 
     # The caller leaving ends the call at once: the phase is over, no grace to wait out.
-    shared = AgentContext(
-        profiles=ProfileSet.builtin(), options=CallOptions(empty_room_grace_s=0.2)
-    )
     ended: list[Call] = []
-    job = asyncio.ensure_future(run_job(ctx, shared, probe=probes, on_ended=ended.append))
+    shared = AgentContext(
+        profiles=ProfileSet.builtin(),
+        options=CallOptions(empty_room_grace_s=0.2),
+        on_ended=ended.append,
+    )
+    job = asyncio.ensure_future(run_job(ctx, shared, probe=probes))
     # The media loop exists once the job has connected its room and started its call.
     while MediaLoop.current() is None and not job.done():
         await asyncio.sleep(0.05)

@@ -37,9 +37,10 @@ from livekit import rtc
 from bridge.bench.meter import AgentAudioMeter
 from bridge.bench.pattern import ROOM_NOISE_LSB, CallerScript, PatternOptions
 from bridge.room.caller import RoomCaller
+from bridge.room.listener import HEARD_LEVEL
 
 STOP_FILE = "stop"
-ROOM_HEARD_THRESHOLD = 24  # |sample| heard: the floor's echo is 60+, decoded silence a few LSB
+ROOM_HEARD_THRESHOLD = HEARD_LEVEL  # the floor's echo is 60+ LSB, decoded silence a few
 JOIN_TIMEOUT_S = 60.0
 
 

@@ -44,7 +44,10 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-    from bridge.call.profiles import Profile
+    from bridge.call.profiles import Profile, ProfileSet
+    from bridge.local.livekit_server import Credentials
+    from bridge.local.room_trial import RoomTrialResult
+    from bridge.local.trial import TrialResult
     from bridge.local.wavfile import Wav
     from sessions.endpoint import Endpoint
     from sessions.usage import PriceTable
@@ -108,6 +111,19 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         help="a Realtime endpoint base URL, e.g. ws://127.0.0.1:8765/v1",
     )
     parser.add_argument(
+        "--livekit-url",
+        metavar="URL",
+        help="through this LiveKit server instead of the loopback room (LIVEKIT_API_KEY and "
+        "LIVEKIT_API_SECRET from the environment): IN.wav published by a caller, OUT.wav what "
+        "that caller received; the agent runs here, dispatched by the server",
+    )
+    parser.add_argument(
+        "--agent-name",
+        metavar="NAME",
+        help="with --livekit-url: dispatch an already running `bridge start` of this agent "
+        "name instead of running the agent here",
+    )
+    parser.add_argument(
         "--sim-behavior",
         default="echo",
         choices=("echo", "tone", "tool"),
@@ -152,6 +168,9 @@ class Trial:
     profile: Profile
     endpoint: Endpoint | None  # None: the in-process simulator
     prices: PriceTable
+    profiles: ProfileSet
+    livekit: Credentials | None = None  # through this server (None: the loopback room)
+    agent_name: str | None = None  # an already running agent to dispatch
 
 
 def execute(args: argparse.Namespace, input_path: Path, output_path: Path) -> int:
@@ -185,7 +204,8 @@ def prepare(args: argparse.Namespace, input_path: Path, output_path: Path) -> Tr
 
     path = profiles_path(args.profiles)  # --profiles, else BRIDGE_PROFILES (None: built-in)
     profiles = load_profiles(path)
-    profile = profiles.get(args.profile)
+    # An agent running elsewhere has its own profiles: the name goes to it as dispatch metadata.
+    profile = profiles.default if args.agent_name else profiles.get(args.profile)
     wav = read_wav(input_path)
     inputs = [input_path, *([Path(path)] if path else [])]
     check_output(output_path, inputs)
@@ -197,7 +217,25 @@ def prepare(args: argparse.Namespace, input_path: Path, output_path: Path) -> Tr
             raise ConfigError(f"--realtime-url: {exc}") from None
     elif has_realtime_credentials():
         endpoint = realtime_endpoint(profile.session.model)
-    return Trial(wav, input_path, output_path, profile, endpoint, price_table())
+    livekit = None
+    if args.livekit_url:
+        from bridge.local.livekit_server import Credentials
+        from bridge.pod.settings import livekit_credentials
+
+        livekit = Credentials(*livekit_credentials(args.livekit_url))
+    elif args.agent_name:
+        raise ConfigError("--agent-name needs --livekit-url (the server that dispatches it)")
+    return Trial(
+        wav,
+        input_path,
+        output_path,
+        profile,
+        endpoint,
+        price_table(),
+        profiles,
+        livekit,
+        args.agent_name,
+    )
 
 
 def check_output(output: Path, inputs: list[Path]) -> None:
@@ -282,6 +320,7 @@ async def _main(args: argparse.Namespace, trial: Trial) -> dict[str, Any]:
                 raise ConfigError(
                     f"--metrics-port {args.metrics_port}: cannot listen ({exc.strerror or exc})"
                 ) from None
+        sim_url: str | None = None  # the in-process simulator's base URL, when it is used
         if trial.endpoint is not None:
             endpoint = trial.endpoint
             where = endpoint.redacted_url
@@ -295,9 +334,8 @@ async def _main(args: argparse.Namespace, trial: Trial) -> dict[str, Any]:
                     journal=Path(journal) if journal else None,
                 )
             )
-            endpoint = Endpoint.compatible(
-                sim.url, profile.session.model, api_key="local-simulator"
-            )
+            sim_url = sim.url
+            endpoint = Endpoint.compatible(sim_url, profile.session.model, api_key="local")
             where = f"the in-process simulator ({args.sim_behavior})"
         print(
             f"caller: {trial.input} ({wav.seconds:.1f} s, {wav.rate} Hz, {wav.channels} ch,"
@@ -307,9 +345,27 @@ async def _main(args: argparse.Namespace, trial: Trial) -> dict[str, Any]:
         for note in wav.notes:
             print(f"note: {trial.input}: {note}", file=sys.stderr)
         freeze_long_lived(collect=True)  # as bridge start does before calls: bridge/heap.py
-        result = await run_trial(
-            wav, profile, endpoint, metrics=metrics, prices=trial.prices, stop=stop
-        )
+        result: TrialResult | RoomTrialResult
+        if trial.livekit is not None:
+            from bridge.local.room_trial import run_room_trial
+
+            print(f"room: {trial.livekit.url} (agent: {trial.agent_name or 'in this process'})")
+            result = await run_room_trial(
+                trial.input,
+                wav,
+                args.profile,
+                trial.profiles,
+                trial.livekit,
+                agent_name=trial.agent_name,
+                realtime_url=args.realtime_url or sim_url,  # None: the environment's endpoint
+                metrics=metrics,
+                prices=trial.prices,
+                stop=stop,
+            )
+        else:
+            result = await run_trial(
+                wav, profile, endpoint, metrics=metrics, prices=trial.prices, stop=stop
+            )
     summary = result.summary()
     summary["output_file"] = str(trial.output)
     if stop.is_set():
@@ -399,6 +455,16 @@ def print_figures(summary: dict[str, Any]) -> None:
             f"  truncation {t['item_id']}: played {t['played_ms']} ms,"
             f" audio_end_ms {t['audio_end_ms']} ({t['action']})"
         )
+    heard = summary.get("heard")
+    if heard is not None:
+        figures = [
+            ("mouth-to-ear as the caller heard it (speech end -> agent audio)", "mouth_to_ear_ms"),
+            ("barge-in stop as heard (caller speaks -> agent silent)", "barge_in_stop_heard_ms"),
+            ("truncation error as heard (audio_end_ms - heard)", "truncation_error_heard_ms"),
+        ]
+        for label, key in figures:
+            if heard[key]:
+                print(f"  {label}: {', '.join(f'{x:.0f}' for x in heard[key])} ms")
     if inl["n"]:
         print(f"  caller frame -> on the socket: p50 {inl['p50']:.1f} ms, p99 {inl['p99']:.1f} ms")
     if out["n"]:

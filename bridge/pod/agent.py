@@ -79,6 +79,8 @@ class AgentContext:
     options: CallOptions = field(default_factory=CallOptions)
     registry: CallRegistry = field(default_factory=lambda: REGISTRY)
     media: MediaLoop | None = None  # None: the process's shared media loop
+    realtime_url: str | None = None  # None: the endpoint the environment names
+    on_ended: Callable[[Call], None] | None = None  # each call once closed (its record whole)
 
 
 def _is_human(participant: rtc.RemoteParticipant) -> bool:
@@ -189,12 +191,10 @@ async def run_job(
     shared: AgentContext,
     *,
     probe: CallProbe | None = None,
-    on_ended: Callable[[Call], None] | None = None,
 ) -> None:
     """The entrypoint body: resolve the profile, connect, bridge until the call ends.
 
-    ``probe`` sees what the call does (``bridge bench``); ``on_ended`` gets the call once it
-    has closed (its record complete: ``bridge try --livekit-url``).
+    ``probe`` sees what the call does (``bridge bench``).
     """
     structlog.contextvars.bind_contextvars(room=ctx.room.name, job=ctx.job.id)
     resolution = shared.profiles.resolve(ctx.job.metadata)
@@ -202,7 +202,7 @@ async def run_job(
         log.warning("dispatch.metadata_refused", detail=warning)
         shared.metrics.metadata_rejected.inc()
     profile = resolution.profile
-    endpoint = realtime_endpoint(profile.session.model)
+    endpoint = realtime_endpoint(profile.session.model, url=shared.realtime_url)
     await connect_room(ctx)
     structlog.contextvars.bind_contextvars(agent=ctx.room.local_participant.identity)
     options = shared.options
@@ -242,6 +242,6 @@ async def run_job(
         shared.registry.calls.discard(call)
         with contextlib.suppress(Exception):
             await media.run(call.aclose())
-        if on_ended is not None:
-            on_ended(call)
+        if shared.on_ended is not None:
+            shared.on_ended(call)
     ctx.shutdown(reason)

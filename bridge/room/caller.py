@@ -84,6 +84,8 @@ class RoomCaller:
         self.states: list[StateChange] = []
         self.started_at: float | None = None  # the first sample played
         self.played = 0  # frames (per channel) handed to the source
+        self._frame_samples = 0
+        self._enqueued: list[float] = []  # when each frame of play() went into the source
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
         self.room.on("track_subscribed", self._subscribed)
@@ -115,13 +117,41 @@ class RoomCaller:
         """
         per_frame = self.sample_rate * frame_ms // 1000
         step = per_frame * self.channels
+        self._frame_samples = per_frame
         for start in range(0, samples.size - step + 1, step):
             chunk = samples[start : start + step]
             frame = rtc.AudioFrame(chunk.tobytes(), self.sample_rate, self.channels, per_frame)
+            handed = time.monotonic()  # the source takes it now, or plays it after the queue
             if self.started_at is None:
-                self.started_at = time.monotonic()
+                self.started_at = handed
+            self._enqueued.append(handed)
             await self.source.capture_frame(frame)
             self.played += per_frame
+
+    def as_played(self, mono: NDArray[np.int16]) -> NDArray[np.int16]:
+        """``mono`` (what :meth:`play` played, one channel) on the wall clock's time line.
+
+        The source plays its queue at real time: a frame starts when it was handed over or
+        when the one before it ends, whichever is later (handed over: when ``capture_frame``
+        was called; with room in the queue it is taken at once). A caller starved of CPU (a busy
+        machine) hands frames late and the source runs dry between them; here those gaps are
+        silence, as the room heard them, so positions in the result and in :meth:`heard`
+        (both from :attr:`started_at`) are the same instants.
+        """
+        n, rate = self._frame_samples, self.sample_rate
+        if not self._enqueued or not n:
+            return mono
+        origin = self._enqueued[0]
+        starts: list[int] = []
+        start = 0.0
+        for k, handed in enumerate(self._enqueued):
+            start = max(handed - origin, start + n / rate if k else 0.0)
+            starts.append(int(round(start * rate)))
+        out = np.zeros(starts[-1] + n, dtype=np.int16)
+        for k, position in enumerate(starts):
+            piece = mono[k * n : (k + 1) * n]
+            out[position : position + piece.size] = piece
+        return out
 
     async def silence(self, seconds: float) -> None:
         """Keep the microphone open and quiet for ``seconds`` (a caller who waits)."""

@@ -20,6 +20,8 @@ from numpy.typing import NDArray
 
 from bridge.room.routed_audio import RoutedAudioStream
 
+HEARD_LEVEL = 24  # |sample|: louder is heard (Opus decodes digital silence to a few LSB)
+
 
 class Listener:
     """Records a track as another participant receives it: 24 kHz mono, frame by frame.
@@ -47,6 +49,7 @@ class Listener:
         self._chunks: list[NDArray[np.int16]] = []
         self.samples = 0
         self.voiced = 0  # samples received that are not silence
+        self.last_heard_at: float | None = None  # the last frame louder than HEARD_LEVEL
         self._marks: list[tuple[int, float]] = []  # (samples received, time) per frame
         self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
         self._task = asyncio.get_running_loop().create_task(self._run(), name="listener")
@@ -60,11 +63,17 @@ class Listener:
                 self._chunks.append(frame.copy())
             self.samples += frame.size
             self.voiced += int(np.count_nonzero(frame))
+            if frame.size and int(np.abs(frame).max()) > HEARD_LEVEL:
+                self.last_heard_at = time.monotonic()
             if len(self._marks) < self.MAX_MARKS:
                 self._marks.append((self.samples, time.monotonic()))
             for condition, future in list(self._waiters):
                 if not future.done() and condition():
                     future.set_result(None)
+
+    def heard_within(self, now: float, seconds: float) -> bool:
+        """Whether something louder than silence arrived in the last ``seconds``."""
+        return self.last_heard_at is not None and now - self.last_heard_at <= seconds
 
     async def until(self, condition: Callable[[], bool]) -> None:
         """Wait until ``condition()`` holds after a received frame (event-driven, no polling)."""
