@@ -23,17 +23,22 @@ capacities are conservative: in production the room's side is a LiveKit server e
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.bench.phase import PhaseConfig
 from bridge.bench.runner import Progress, command_line, machine, run_workers, workspace
 from bridge.bench.summary import run_summary
+from bridge.local.livekit_server import Credentials
+
+if TYPE_CHECKING:
+    from bridge.bench.room_runner import RoomSetup
 
 POD_CORES = 4
 POD_MEMORY_MB = 8192
@@ -126,6 +131,9 @@ class CapacityOptions:
     criteria: Criteria = Criteria()
     sim_url: str | None = None
     keep_dir: Path | None = None
+    room: str = "loopback"  # or "livekit": through a real server (bridge.bench.room_runner)
+    livekit: Credentials | None = None  # that server; default: a local one at livekit_bind
+    livekit_bind: str | None = None
 
     def __post_init__(self) -> None:
         known = {layout.key for layout in LAYOUTS}
@@ -200,8 +208,25 @@ def _configs(
     layout: Layout, n: int, options: CapacityOptions, sim_url: str, out_dir: Path
 ) -> list[PhaseConfig]:
     workers = layout.workers
-    shares = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
     cpus = os.cpu_count() or 1
+    if options.room == "livekit":  # the server spreads the n calls over the workers
+        return [
+            PhaseConfig(
+                engine=layout.engine,
+                sessions=n,  # each worker waits for all n calls of the probe to be live
+                duration_s=options.duration_s,
+                executor=layout.executor,
+                sim_url=sim_url,
+                out_dir=str(out_dir),
+                seed=options.seed,
+                warmup_s=options.warmup_s,
+                cpus=(i % cpus,) if layout.pinned else (),
+                room="livekit",
+                agent_name=f"capacity-{os.getpid()}-{out_dir.name}",
+            )
+            for i in range(workers)
+        ]
+    shares = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
     return [
         PhaseConfig(
             engine=layout.engine,
@@ -230,8 +255,10 @@ class _Search:
         sim_url: str,
         progress: Progress,
         probes: itertools.count[int],
+        room: RoomSetup | None = None,
     ) -> None:
         self.layout, self.options, self.work, self.sim_url = layout, options, work, sim_url
+        self.room = room
         self.progress, self.probes = progress, probes
         machine = os.cpu_count() or 1
         # The cores the layout may use: a pinned worker has one to itself.
@@ -245,7 +272,15 @@ class _Search:
         out = self.work / f"{probe:02d}-{layout.key}-{n}"
         self.progress.phase(probe, 0, layout.key, n, options.duration_s)
         configs = _configs(layout, n, options, self.sim_url, out)
-        phase = run_workers(configs, self.progress, self.work / f"{probe:02d}.log")
+        log = self.work / f"{probe:02d}.log"
+        if self.room is not None:
+            from bridge.bench.room_runner import run_room_phase
+
+            phase = run_room_phase(
+                configs, self.room, self.progress, log, sessions=n, seed=options.seed
+            )
+        else:
+            phase = run_workers(configs, self.progress, log)
         run = run_summary(layout.engine, options.duration_s, phase, None)
         run["workers"] = layout.workers
         if n == 1:
@@ -308,11 +343,21 @@ def run_capacity(options: CapacityOptions, progress: Progress | None = None) -> 
     probes = itertools.count(1)
     results: list[dict[str, Any]] = []
     with workspace(options.keep_dir, options.sim_url) as (work, sim_url):
-        for layout in LAYOUTS:
-            if layout.key in options.layouts:
-                results.append(_Search(layout, options, work, sim_url, progress, probes).run())
+        with contextlib.ExitStack() as stack:
+            room = None
+            if options.room == "livekit":
+                from bridge.bench.room_runner import livekit_room
+
+                room = stack.enter_context(
+                    livekit_room(work, bind=options.livekit_bind, given=options.livekit)
+                )
+            for layout in LAYOUTS:
+                if layout.key in options.layouts:
+                    search = _Search(layout, options, work, sim_url, progress, probes, room)
+                    results.append(search.run())
     return {
         "capacity": results,
+        "room": options.room,
         "criteria": asdict(options.criteria),
         "command": command_line(),
         "machine": machine(),

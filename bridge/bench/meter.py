@@ -57,8 +57,9 @@ class AgentAudioMeter:
 
     GAP = SUBFRAME  # exact zeros that end a run
 
-    def __init__(self, threshold: int = 0) -> None:
+    def __init__(self, threshold: int = 0, gap_ms: int = 10) -> None:
         self.threshold = threshold  # |sample| above it is heard (0: any non-zero sample)
+        self.gap = RATE * gap_ms // 1000  # silence that long ends a run (a gap in a reply)
         self.samples = 0
         self.runs: list[Run] = []
         self._open: Run | None = None
@@ -72,7 +73,7 @@ class AgentAudioMeter:
         run = self._open
         if nonzero.size:
             first, last = base + int(nonzero[0]), base + int(nonzero[-1]) + 1
-            if run is not None and first - run.end >= self.GAP:
+            if run is not None and first - run.end >= self.gap:
                 run = self._open = None
             if run is None:
                 run = self._open = Run(first, last, at, at)
@@ -80,7 +81,7 @@ class AgentAudioMeter:
             run.end, run.ended_at = last, at
             self._last_voiced_at = at
         self.samples = base + frame.size
-        if run is not None and self.samples - run.end >= self.GAP:
+        if run is not None and self.samples - run.end >= self.gap:
             self._open = None
 
     @property

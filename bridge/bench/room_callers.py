@@ -41,6 +41,9 @@ from bridge.room.listener import HEARD_LEVEL
 
 STOP_FILE = "stop"
 ROOM_HEARD_THRESHOLD = HEARD_LEVEL  # the floor's echo is 60+ LSB, decoded silence a few
+# A gap in a reply, as a caller hears it through Opus and a jitter buffer: 40 ms of silence
+# (shorter dips are the codec's and the buffer's own, and concealed; on the loopback, 10 ms).
+ROOM_GAP_MS = 40
 JOIN_TIMEOUT_S = 60.0
 
 
@@ -77,7 +80,7 @@ async def one_caller(
     from livekit import api
 
     room = f"{config.room_prefix}-{slot}"
-    meter = AgentAudioMeter(threshold=ROOM_HEARD_THRESHOLD)
+    meter = AgentAudioMeter(threshold=ROOM_HEARD_THRESHOLD, gap_ms=ROOM_GAP_MS)
     caller = RoomCaller(
         f"caller-{slot}", sample_rate=config.caller_rate, keep_audio=False, on_frame=meter.push
     )

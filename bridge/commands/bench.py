@@ -237,6 +237,7 @@ def _capacity(args: argparse.Namespace, room: RoomChoice) -> int:
             seed=args.seed,
             sim_url=args.sim_url,
             keep_dir=args.keep,
+            **room.bench_options(),
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
