@@ -50,7 +50,9 @@ from bridge.room.loopback import LoopbackCaller
 from bridge.room.media_loop import LoopBoundParticipant, MediaLoop
 from bridge.room.routed_audio import RoutedAudioSource, RoutedAudioStream
 
-ENGINES = ("bridge", "livekit-plugin")
+# bridge-sdk-audio: ours with the SDK's own rtc.AudioStream/AudioSource instead of routed
+# audio (CallOptions.routed_audio), to measure what routing saves.
+ENGINES = ("bridge", "livekit-plugin", "bridge-sdk-audio")
 AGENT_RATE = 24_000
 
 
@@ -146,8 +148,10 @@ class Engine(Protocol):
 class BridgeEngine:
     name = "bridge"
 
-    def __init__(self, sim_url: str) -> None:
+    def __init__(self, sim_url: str, *, routed: bool = True) -> None:
         self.sim_url = sim_url
+        self.routed = routed
+        self.name = "bridge" if routed else "bridge-sdk-audio"
         self.profile = ProfileSet.builtin().default
         self.chunk_samples = AGENT_RATE * self.profile.chunk_ms // 1000
         self.call: Any = None
@@ -166,7 +170,11 @@ class BridgeEngine:
         from bridge.room.participant import Human
         from sessions.endpoint import Endpoint
 
-        options = CallOptions(stream_rate=caller.sample_rate, stream_channels=caller.channels)
+        options = CallOptions(
+            stream_rate=caller.sample_rate,
+            stream_channels=caller.channels,
+            routed_audio=self.routed,
+        )
         endpoint = Endpoint.compatible(self.sim_url, api_key="bench")
         room_side = LoopBoundParticipant(participant, participant.loop)
         call = self.call = Call(room_side, self.profile, endpoint, options=options, probe=probes)
@@ -443,6 +451,8 @@ class FloorEngine:
 def make_engine(name: str, sim_url: str) -> Engine:
     if name == "bridge":
         return BridgeEngine(sim_url)
+    if name == "bridge-sdk-audio":
+        return BridgeEngine(sim_url, routed=False)
     if name == "livekit-plugin":
         return PluginEngine(sim_url)
     if name.startswith("floor:") and name[6:] in ENGINES:

@@ -227,8 +227,9 @@ async def room_entrypoint(ctx: Any) -> None:
     probes = Probes()
     gc_monitor = GcMonitor.install()
     started_at = time.monotonic()
-    if config.engine == "bridge":
-        monitor, figures, error = await _bridge_in_room(ctx, probes)
+    if config.engine.startswith("bridge"):
+        routed = config.engine == "bridge"
+        monitor, figures, error = await _bridge_in_room(ctx, probes, routed=routed)
     else:
         monitor, figures, error = await _plugin_in_room(ctx, probes, config)
     ended_at = time.monotonic()
@@ -258,7 +259,7 @@ async def room_entrypoint(ctx: Any) -> None:
 
 
 async def _bridge_in_room(
-    ctx: Any, probes: Probes
+    ctx: Any, probes: Probes, *, routed: bool
 ) -> tuple[LoopMonitor, dict[str, Any], str | None]:
     from bridge.call.call import Call, CallOptions
     from bridge.call.profiles import ProfileSet
@@ -268,7 +269,7 @@ async def _bridge_in_room(
     ended: list[Call] = []
     shared = AgentContext(
         profiles=ProfileSet.builtin(),
-        options=CallOptions(empty_room_grace_s=0.2),
+        options=CallOptions(empty_room_grace_s=0.2, routed_audio=routed),
         on_ended=ended.append,
     )
     job = asyncio.ensure_future(run_job(ctx, shared, probe=probes))

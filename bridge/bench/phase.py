@@ -164,11 +164,11 @@ async def run_phase(config: PhaseConfig) -> dict[str, Any]:
     os.environ[ENV] = JobConfig(
         engine=config.engine, sim_url=config.sim_url, out_dir=str(out_dir), seed=config.seed
     ).to_env()
-    if config.engine.endswith("bridge"):  # as `bridge start` runs; the plugin keeps the default
+    if not config.engine.endswith("livekit-plugin"):  # ours, as `bridge start` runs it
         from bridge.pod.worker import skip_local_models
 
         skip_local_models()
-    if config.engine in ("bridge", "livekit-plugin"):  # import before measuring the base
+    if not config.engine.startswith("floor:"):  # import before measuring the base
         from bridge.bench import engines
 
         if config.engine == "livekit-plugin":
@@ -284,7 +284,7 @@ async def run_room_phase(config: PhaseConfig) -> dict[str, Any]:
     os.environ[ENV] = JobConfig(
         engine=config.engine, sim_url=config.sim_url, out_dir=str(out_dir), seed=config.seed
     ).to_env()
-    if config.engine == "bridge":  # as `bridge start` runs; the plugin keeps the default
+    if config.engine.startswith("bridge"):  # as `bridge start` runs; the plugin: its default
         from bridge.pod.worker import skip_local_models
 
         skip_local_models()

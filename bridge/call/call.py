@@ -103,6 +103,9 @@ class CallOptions:
     empty_room_grace_s: float = 10.0
     stream_rate: int = 48_000  # rate and channels the room's audio is read at
     stream_channels: int = 1
+    # The SDK's audio events routed to their one consumer (bridge/room/routed_audio.py), or
+    # the SDK's own rtc.AudioStream/AudioSource (what bridge bench compares it with).
+    routed_audio: bool = True
     linked_identity: str | None = None
     connection: ConnectionOptions = ConnectionOptions()
     continuity: ContinuityOptions = ContinuityOptions()
@@ -130,7 +133,8 @@ class Call:
         self.record = CallRecord(started_at=clock())
         self.publish = PublishQueue()
         self.state = AgentState(participant, self.publish)
-        self.source = RoutedAudioSource(SAMPLE_RATE, 1, queue_size_ms=options.queue_ms)
+        source_class = RoutedAudioSource if options.routed_audio else rtc.AudioSource
+        self.source = source_class(SAMPLE_RATE, 1, queue_size_ms=options.queue_ms)
         self.track = rtc.LocalAudioTrack.create_audio_track(AGENT_TRACK_NAME, self.source)
         self.track_sid = ""
         self.playout = Playout(
@@ -173,6 +177,7 @@ class Call:
             stream_channels=options.stream_channels,
             frame_ms=input_frame_ms(profile.chunk_ms),
             clock=clock,
+            routed=options.routed_audio,
         )
         self.input.on_frame = self._on_caller_frame
         self.input.on_empty = self._on_room_empty

@@ -76,6 +76,7 @@ class RoomInput:
         closing_silence_ms: int = 700,
         stream_factory: StreamFactory | None = None,
         clock: Callable[[], float] = time.monotonic,
+        routed: bool = True,
     ) -> None:
         if mode not in ("linked", "mix"):
             raise ValueError(f"unknown input mode {mode!r}")
@@ -87,6 +88,7 @@ class RoomInput:
         self.frame_ms = frame_ms
         self.closing_silence = np.zeros(SAMPLE_RATE * closing_silence_ms // 1000, dtype=np.int16)
         self.clock = clock
+        self.routed = routed  # RoutedAudioStream, or the SDK's own rtc.AudioStream
         self._stream_factory = stream_factory or self._default_stream
         self._humans: dict[str, Human] = {}  # present, in join order
         self._tracks: dict[str, dict[str, rtc.Track]] = {}  # identity -> sid -> audio track
@@ -204,11 +206,13 @@ class RoomInput:
     # ------------------------------------------------------------------ readers
 
     def _default_stream(self, track: rtc.Track) -> AsyncIterator[rtc.AudioFrameEvent]:
+        rate, channels, frame_ms = self.stream_rate, self.stream_channels, self.frame_ms
+        if not self.routed:
+            return rtc.AudioStream.from_track(
+                track=track, sample_rate=rate, num_channels=channels, frame_size_ms=frame_ms
+            )
         return RoutedAudioStream(
-            track,
-            sample_rate=self.stream_rate,
-            num_channels=self.stream_channels,
-            frame_size_ms=self.frame_ms,
+            track, sample_rate=rate, num_channels=channels, frame_size_ms=frame_ms
         )
 
     def _start_reader(self, identity: str, sid: str, track: rtc.Track) -> None:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ENGINE_CHOICES = ("bridge", "livekit-plugin")
+ENGINE_CHOICES = ("bridge", "livekit-plugin", "bridge-sdk-audio")
 
 
 def _sessions(text: str) -> tuple[int, ...]:
@@ -57,7 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--engine",
         action="append",
         choices=ENGINE_CHOICES,
-        help="engine to measure (repeatable; default: both)",
+        help="engine to measure (repeatable; default: bridge and livekit-plugin; "
+        "bridge-sdk-audio: ours with the SDK's own audio stream and source, no routing)",
     )
     parser.add_argument(
         "--executor",
@@ -185,7 +186,7 @@ def _bench(args: argparse.Namespace, room: RoomChoice) -> int:
 
     try:
         options = BenchOptions(
-            engines=tuple(dict.fromkeys(args.engine or ENGINE_CHOICES)),
+            engines=tuple(dict.fromkeys(args.engine or ENGINE_CHOICES[:2])),
             sessions=args.sessions,
             duration_s=args.duration,
             executor=args.executor,
