@@ -22,6 +22,16 @@ _lock = threading.Lock()
 _frozen = False
 
 
+def freeze(*, collect: bool) -> int:
+    """Freeze what is alive now (after a full collection with ``collect``); how many objects
+    the permanent generation holds. ``gc.unfreeze()`` undoes it (the test suite does, per
+    module)."""
+    if collect:
+        gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def freeze_long_lived(*, collect: bool) -> bool:
     """Freeze what is alive now, once per process; False if it was already done.
 
@@ -34,9 +44,7 @@ def freeze_long_lived(*, collect: bool) -> bool:
     with _lock:
         if _frozen:
             return False
-        if collect:
-            gc.collect()
-        gc.freeze()
+        frozen = freeze(collect=collect)
         _frozen = True
-    log.debug("gc.frozen", objects=gc.get_freeze_count(), collected=collect)
+    log.debug("gc.frozen", objects=frozen, collected=collect)
     return True

@@ -198,7 +198,9 @@ class RealtimeProtocol:
         self._response_requested = False
         self._response_id: ResponseId | None = None
         self._held_create: Mapping[str, Any] | None = None
-        self._discarded: set[str] = set()
+        # Responses being discarded, oldest first (a dict as an ordered set: bounded by
+        # evicting the oldest, never an arbitrary one still in flight).
+        self._discarded: dict[str, None] = {}
         self._odd_byte: dict[str, bytes] = {}
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "session.created": self._on_session_created,
@@ -391,9 +393,9 @@ class RealtimeProtocol:
 
     def discard_response(self, response_id: str) -> None:
         """Drop further audio and text deltas of ``response_id`` (after a barge-in)."""
-        self._discarded.add(response_id)
+        self._discarded[response_id] = None
         if len(self._discarded) > MAX_TRACKED:
-            self._discarded.pop()
+            del self._discarded[next(iter(self._discarded))]
 
     def truncate(self, item_id: str, played_ms: int) -> Truncation:
         """Cut an assistant item to what was played, clamped to the audio received.
@@ -559,7 +561,7 @@ class RealtimeProtocol:
         if self._response_id == response_id or self._response_id is None:
             self._response_id = None
             self._response_requested = False
-        self._discarded.discard(response_id)
+        self._discarded.pop(response_id, None)
         self._events.append(
             ev.ResponseDone(
                 response_id=response_id,

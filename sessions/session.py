@@ -189,12 +189,6 @@ class RealtimeSession:
         self._flush()
         return event_id
 
-    def clear_input(self) -> str:
-        self.framer.take_partial()
-        event_id = self.protocol.clear_audio()
-        self._flush()
-        return event_id
-
     def create_response(self, response: Mapping[str, Any] | None = None) -> str | None:
         event_id = self.protocol.create_response(response)
         self._flush()

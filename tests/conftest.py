@@ -37,6 +37,7 @@ from typing import Any
 
 import pytest
 
+from bridge.heap import freeze
 from bridge.local import netns
 from sessions.simulator import Simulator, SimulatorConfig, add_observer, remove_observer
 from tests.realtime_schema import check_event, check_journal
@@ -72,8 +73,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="module", autouse=True)
 def quiet_collector() -> Iterator[None]:
-    gc.collect()
-    gc.freeze()
+    freeze(collect=True)  # bridge/heap.py, as bridge start does before calls; per module here
     yield
     gc.unfreeze()
 

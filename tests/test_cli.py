@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 
 from bridge.local.wavfile import read_wav, write_wav
 from tests.conftest import REPO_ROOT
+from tests.net import free_port
 
 KEY = "sk-proj-wrongwrongwrong0123456789"
 SUMMARY_KEYS = {
@@ -58,12 +58,6 @@ def clean_env() -> dict[str, str]:
     """The environment without any Realtime or LiveKit settings (the embedded simulator)."""
     drop = ("OPENAI_", "AZURE_OPENAI_", "LIVEKIT_", "BRIDGE_REALTIME_URL")
     return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

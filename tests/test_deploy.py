@@ -303,13 +303,16 @@ def test_secrets_only_by_reference(name: str) -> None:
         assert (ref["name"], ref["key"]) == ("livekit-credentials", var)
         assert not ref.get("optional", False), f"{var} is required"
     assert env["OPENAI_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "openai-credentials"
+    assert secret & set(env), "no secret variable in the pod's environment"
     for var in secret & set(env):
         assert set(env[var]) == {"name", "valueFrom"}, f"{var} must not have a literal value"
         assert set(env[var]["valueFrom"]) == {"secretKeyRef"}, f"{var} must come from a Secret"
     assert not [d for d in docs if d["kind"] == "Secret"], "no Secret objects in the repo"
     text = yaml.safe_dump_all(docs)
     assert not re.search(r"\b(?:sk|ek|rk)-[A-Za-z0-9_\-]{16,}", text), "an API key literal"
-    for cm in (d for d in docs if d["kind"] == "ConfigMap"):
+    config_maps = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert config_maps, "no ConfigMap rendered"
+    for cm in config_maps:
         assert not set(cm.get("data", {})) & secret, "a secret variable in a ConfigMap"
 
 
@@ -378,6 +381,7 @@ def test_selectors_and_ports_line_up(name: str) -> None:
     assert labels_match(service["spec"]["selector"], pod_labels)
     assert labels_match(monitor["spec"]["selector"]["matchLabels"], service["metadata"]["labels"])
     pod = deployment["spec"]["template"]["spec"]
+    assert pod["topologySpreadConstraints"], "pods are not spread over nodes and zones"
     for spread in pod["topologySpreadConstraints"]:
         assert labels_match(spread["labelSelector"]["matchLabels"], pod_labels)
     container_ports = {p["name"]: p["containerPort"] for p in container(docs)["ports"]}
@@ -438,9 +442,10 @@ def test_overlays_pin_the_image_and_own_a_restricted_namespace(name: str) -> Non
     namespace = one(docs, "Namespace")
     ns = namespace["metadata"]["name"]
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    for doc in docs:
-        if doc["kind"] != "Namespace":
-            assert doc["metadata"].get("namespace") == ns, doc["kind"]
+    namespaced = [doc for doc in docs if doc["kind"] != "Namespace"]
+    assert namespaced
+    for doc in namespaced:
+        assert doc["metadata"].get("namespace") == ns, doc["kind"]
 
 
 def test_overlays_run_different_agent_names() -> None:
@@ -551,10 +556,11 @@ def test_dockerfile_builds_a_pinned_non_root_image() -> None:
     builder = " ".join(a for s, i, a in instructions if s == 0 and i == "RUN")
     assert "-r deploy/requirements.lock" in builder and "--no-deps" in builder
     assert "check" in builder and "--only-binary=:all:" in builder
-    for _, i, a in instructions:
-        if i == "COPY" and not a.startswith("--from"):
-            for source in a.split()[:-1]:
-                assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+    copies = [a for _, i, a in instructions if i == "COPY" and not a.startswith("--from")]
+    assert copies, "the image copies nothing from the repository"
+    for a in copies:
+        for source in a.split()[:-1]:
+            assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
 
 
 def test_dockerignore_keeps_the_context_small() -> None:
@@ -747,6 +753,7 @@ def test_runbook_creates_the_secrets_the_manifests_reference() -> None:
         for e in container(render("production"))["env"]
         if "secretKeyRef" in e.get("valueFrom", {})
     }
+    assert refs, "the production pod takes no secret"
     for secret, key in refs:
         assert re.search(rf"create secret generic {secret}\b", text), secret
         assert f"{key}=" in text, f"{secret}/{key} is not in the runbook"

@@ -6,7 +6,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from bridge.pod.cpu import PodCpu, allotted_cpus
 from bridge.room.loopback import LoopbackParticipant
 from sessions.endpoint import Endpoint
 from tests.conftest import REPO_ROOT
+from tests.net import free_port
 
 
 def question() -> Wav:
@@ -84,12 +84,6 @@ async def test_drain_ends_the_remaining_calls_cleanly_within_the_limit(simulator
         assert room.states()[-1] == "idle"  # the final state was published
         assert call.session.session is None  # the Realtime socket is closed
     assert calls[2].record.end_reason == "the caller hung up"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def get(url: str) -> tuple[int, str]:

@@ -15,16 +15,13 @@ from sessions.error_codes import ERROR_CODES, classify
 from sessions.errors import ErrorKind, InvalidState, SessionUpdateRejected
 from sessions.protocol import RealtimeProtocol
 from tests import frames as f
+from tests.simclient import types
 
 PCM_20MS = (np.arange(480, dtype=np.int16) * 7).tobytes()
 
 
 def sent(p: RealtimeProtocol) -> list[dict[str, Any]]:
     return [json.loads(frame.data) for frame in p.data_to_send()]
-
-
-def types(frames: list[dict[str, Any]]) -> list[str]:
-    return [frame["type"] for frame in frames]
 
 
 def feed(p: RealtimeProtocol, *texts: str) -> list[ev.ServerEvent]:

@@ -230,3 +230,25 @@ async def test_a_rate_change_mid_call_is_handed_over_without_a_click(feeds: Feed
     largest_step = 8000 * 2 * np.pi * 200 / RATE
     assert np.abs(np.diff(audio)).max() <= largest_step * 1.5
     await room.aclose()
+
+
+async def test_a_frame_the_resampler_refuses_is_counted_and_dropped(feeds: Feeds) -> None:
+    """A frame in a format nothing can take (nine channels, 300 kHz) is dropped and counted;
+    the frames around it are heard, and so is the caller afterwards."""
+    sink = Sink()
+    room = make_input(feeds, sink)
+    refused: list[str] = []
+    room.on_refused = lambda: refused.append("frame")
+    mic = track("alice-mic")
+    room.participant_joined(Human("alice"))
+    room.track_subscribed("alice", mic)
+    feeds.send(mic, 1000)
+    feeds.send(mic, 1000, channels=9)  # more channels than the resampler mixes down
+    feeds.send(mic, 1000, rate=300_000)  # above any rate a room or a WAV carries
+    for _ in range(10):
+        feeds.send(mic, 3000)
+    await settle()
+    assert refused == ["frame", "frame"] and room.stats.refused_frames == 2
+    assert room.heard == ["alice"]  # still reading the track
+    assert np.abs(sink.audio[-1000:].astype(int) - 3000).max() <= 2  # and still heard
+    await room.aclose()

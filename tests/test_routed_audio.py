@@ -76,7 +76,7 @@ async def test_closing_a_routed_stream_ends_its_iteration_and_its_route() -> Non
     reader = asyncio.ensure_future(read_all())
     await asyncio.sleep(0)  # let the reader start waiting: closing must wake it
     await stream.aclose()
-    assert await asyncio.wait_for(reader, 5) >= 0
+    await asyncio.wait_for(reader, 5)  # closing ended the iteration (a hang times out here)
     assert stream._handle_id not in router._streams
 
 

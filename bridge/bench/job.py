@@ -32,7 +32,6 @@ from bridge.room.listener import Listener
 from bridge.room.loopback import LoopbackCaller
 from bridge.room.media_loop import MediaLoop
 
-ENV = "BRIDGE_BENCH_JOB"
 STOP_FILE = "stop"
 STOP_CHECK_FRAMES = 20  # the caller looks for the stop file every 200 ms
 CLOSE_TIMEOUT_S = 30.0
@@ -51,7 +50,9 @@ class JobConfig:
 
     @classmethod
     def from_env(cls) -> JobConfig:
-        return cls(**json.loads(os.environ[ENV]))
+        from bridge.pod.settings import bench_job
+
+        return cls(**json.loads(bench_job()))
 
 
 def claim_slot(out_dir: Path) -> int:

@@ -31,8 +31,9 @@ from typing import Any
 
 import psutil
 
-from bridge.bench.job import ENV, JobConfig, request_stop
+from bridge.bench.job import JobConfig, request_stop
 from bridge.bench.summary import COUNTS, LATENCIES
+from bridge.pod.settings import set_bench_job
 
 MB = 1024 * 1024
 END_TIMEOUT_S = 90.0  # after the stop file: calls still running by then are reported as failed
@@ -161,11 +162,13 @@ async def run_phase(config: PhaseConfig) -> dict[str, Any]:
 
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    os.environ[ENV] = JobConfig(
-        engine=config.engine, sim_url=config.sim_url, out_dir=str(out_dir), seed=config.seed
-    ).to_env()
+    set_bench_job(
+        JobConfig(
+            engine=config.engine, sim_url=config.sim_url, out_dir=str(out_dir), seed=config.seed
+        ).to_env()
+    )
     if not config.engine.endswith("livekit-plugin"):  # ours, as `bridge start` runs it
-        from bridge.pod.worker import skip_local_models
+        from bridge.pod.settings import skip_local_models
 
         skip_local_models()
     if not config.engine.startswith("floor:"):  # import before measuring the base
@@ -281,11 +284,13 @@ async def run_room_phase(config: PhaseConfig) -> dict[str, Any]:
     lk = LiveKitSettings.from_env()
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    os.environ[ENV] = JobConfig(
-        engine=config.engine, sim_url=config.sim_url, out_dir=str(out_dir), seed=config.seed
-    ).to_env()
-    if config.engine.startswith("bridge"):  # as `bridge start` runs; the plugin: its default
-        from bridge.pod.worker import skip_local_models
+    set_bench_job(
+        JobConfig(
+            engine=config.engine, sim_url=config.sim_url, out_dir=str(out_dir), seed=config.seed
+        ).to_env()
+    )
+    if not config.engine.endswith("livekit-plugin"):  # ours, as `bridge start` runs it
+        from bridge.pod.settings import skip_local_models
 
         skip_local_models()
         import bridge.pod.agent  # noqa: F401  (import before measuring the base)

@@ -40,6 +40,7 @@ from bridge.bench.room_callers import CallersConfig
 from bridge.bench.runner import Progress, run_workers
 from bridge.errors import BenchmarkError
 from bridge.local.livekit_server import Credentials, LocalLiveKit
+from bridge.pod.settings import child_environment
 
 CALLERS_EXIT_TIMEOUT_S = 120.0
 
@@ -68,21 +69,13 @@ def livekit_room(
 
 def child_env(setup: RoomSetup, sim_url: str) -> dict[str, str]:
     """The environment of a phase's processes: the server's credentials, the simulator."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
-    }
     creds = setup.credentials
-    env.update(
+    return child_environment(
         LIVEKIT_URL=creds.url,
         LIVEKIT_API_KEY=creds.api_key,
         LIVEKIT_API_SECRET=creds.api_secret,
         BRIDGE_REALTIME_URL=sim_url,
-        NO_PROXY="*",
-        no_proxy="*",
     )
-    return env
 
 
 def run_room_phase(

@@ -180,6 +180,9 @@ class Call:
             routed=options.routed_audio,
         )
         self.input.on_frame = self._on_caller_frame
+        if metrics is not None:
+            dropped = metrics.frames_dropped.labels("in")
+            self.input.on_refused = dropped.inc
         self.input.on_empty = self._on_room_empty
         self.input.on_return = self._on_room_back
         self.tool_context = ToolContext()

@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from bridge.call.mixer import Mixer
 from bridge.room.participant import Human
 from bridge.room.routed_audio import RoutedAudioStream
+from resampling.errors import ResamplingError
 from resampling.resampler import Resampler
 
 log = structlog.get_logger("bridge.call.room_input")
@@ -52,12 +53,14 @@ class _Reader:
     muted: bool = False
     resampler: Resampler | None = None
     frames: int = 0
+    refused: int = 0  # frames the resampler could not take (dropped, counted)
 
 
 @dataclass(slots=True)
 class InputStats:
     frames: int = 0
     samples_out: int = 0
+    refused_frames: int = 0
     handovers: int = 0
     closing_silences: int = 0
     heard: list[str] = field(default_factory=list)
@@ -100,6 +103,8 @@ class RoomInput:
         self.on_empty: Callable[[], None] = lambda: None
         self.on_return: Callable[[], None] = lambda: None
         self.on_linked: Callable[[str | None], None] = lambda _identity: None
+        #: A frame from the room was refused (a format the resampler cannot take): dropped.
+        self.on_refused: Callable[[], None] = lambda: None
         #: After each frame: (samples the resampler still withholds, arrival time).
         self.on_frame: Callable[[float, float], None] = lambda _withheld, _received: None
 
@@ -113,10 +118,6 @@ class RoomInput:
     @property
     def heard(self) -> list[str]:
         return sorted({r.identity for r in self._readers.values() if not r.muted})
-
-    @property
-    def humans(self) -> list[str]:
-        return list(self._humans)
 
     def track_sid_of(self, identity: str | None) -> str:
         """The heard microphone track of ``identity`` (for user captions), or ``""``."""
@@ -244,7 +245,10 @@ class RoomInput:
             async for event in stream:
                 if reader.muted:
                     continue
-                self._frame(reader, event.frame)
+                try:
+                    self._frame(reader, event.frame)
+                except ResamplingError as exc:  # before any state changed: nothing else lost
+                    self._refused(reader, event.frame, exc)
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
@@ -271,6 +275,21 @@ class RoomInput:
         self.stats.frames += 1
         self._deliver(reader.identity, out, received)
         self.on_frame(resampler.withheld, received)
+
+    def _refused(self, reader: _Reader, frame: rtc.AudioFrame, exc: ResamplingError) -> None:
+        """Drop a frame the resampler refused and count it; the caller goes on being heard
+        (warned once per track: a stream of them is one problem)."""
+        reader.refused += 1
+        self.stats.refused_frames += 1
+        if reader.refused == 1:
+            log.warning(
+                "input.frame_refused",
+                participant=reader.identity,
+                rate=frame.sample_rate,
+                channels=frame.num_channels,
+                reason=str(exc),
+            )
+        self.on_refused()
 
     def _deliver(self, identity: str, samples: NDArray[np.int16], received: float) -> None:
         if not samples.size:

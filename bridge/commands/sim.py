@@ -10,7 +10,6 @@ naming the option and the value, and exits with status 2.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import sys
 from typing import TYPE_CHECKING
@@ -20,7 +19,6 @@ from bridge.commands.options import log_level, port_or_zero
 if TYPE_CHECKING:
     from sessions.simulator import SimulatorConfig
 
-JOURNAL_ENV = "BRIDGE_SIM_JOURNAL"
 
 
 def _pace(text: str) -> float:
@@ -124,9 +122,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--journal",
-        default=os.environ.get(JOURNAL_ENV) or None,
         metavar="FILE",
-        help=f"append every frame as a JSON line to FILE (default: ${JOURNAL_ENV})",
+        help="append every frame as a JSON line to FILE (default: $BRIDGE_SIM_JOURNAL)",
     )
     parser.add_argument("--log-json", action="store_true", help="log JSON records to stderr")
     parser.add_argument(
@@ -169,10 +166,13 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     from bridge.logs import configure_logging, register_secret
+    from bridge.pod.settings import sim_journal
     from sessions.errors import ConfigError
 
     configure_logging(json=args.log_json, level=args.log_level)
     register_secret(args.api_key)
+    if args.journal is None:
+        args.journal = sim_journal()  # $BRIDGE_SIM_JOURNAL: the test suite's hook
     try:
         config = _config(args)
     except ConfigError as exc:

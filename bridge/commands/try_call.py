@@ -325,14 +325,11 @@ async def _main(args: argparse.Namespace, trial: Trial) -> dict[str, Any]:
             endpoint = trial.endpoint
             where = endpoint.redacted_url
         else:
+            from bridge.pod.settings import sim_journal
             from sessions.simulator import Simulator, SimulatorConfig
 
-            journal = os.environ.get("BRIDGE_SIM_JOURNAL")
             sim = await stack.enter_async_context(
-                Simulator(
-                    SimulatorConfig(behavior=args.sim_behavior),
-                    journal=Path(journal) if journal else None,
-                )
+                Simulator(SimulatorConfig(behavior=args.sim_behavior), journal=sim_journal())
             )
             sim_url = sim.url
             endpoint = Endpoint.compatible(sim_url, profile.session.model, api_key="local")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sys
 import tempfile
@@ -163,8 +162,11 @@ async def _caller(
     config: CallerConfig, livekit: Credentials, stop: asyncio.Event | None
 ) -> str | None:
     """Run the caller process to its end (or until ``stop``); its failure, or None."""
-    env = {**os.environ, "LIVEKIT_API_KEY": livekit.api_key}
-    env["LIVEKIT_API_SECRET"] = livekit.api_secret  # never on a command line
+    from bridge.pod.settings import child_environment
+
+    env = child_environment(  # the secret never goes on a command line
+        LIVEKIT_API_KEY=livekit.api_key, LIVEKIT_API_SECRET=livekit.api_secret
+    )
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

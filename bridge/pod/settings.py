@@ -1,4 +1,5 @@
-"""Settings from the environment: the only place the bridge reads environment variables.
+"""Settings from the environment: the only place the bridge reads (or sets) environment
+variables.
 
 Secrets (API keys, secrets, tokens) are registered with ``bridge.logs`` as they are read, so
 they are scrubbed from every log record, and they are kept out of ``repr``.
@@ -28,6 +29,11 @@ The bridge itself:
 Every value is checked as it is read: a bad one raises :class:`~bridge.errors.ConfigError`
 naming the variable and what it must be (``bridge start`` exits 2 on it, before doing
 anything). ``LIVEKIT_URL`` must be a ``ws``, ``wss``, ``http`` or ``https`` URL with a host.
+
+Process plumbing, not settings: ``BRIDGE_SIM_JOURNAL`` (the test suite asks every simulator to
+journal its frames), ``BRIDGE_BENCH_JOB`` (``bridge bench`` hands a phase's settings to its
+jobs), ``LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE`` (set for livekit-agents, which reads it), and
+the environment handed to child processes (:func:`child_environment`).
 """
 
 from __future__ import annotations
@@ -296,3 +302,52 @@ class WorkerSettings:
                 env, "BRIDGE_LIVEKIT_HEALTH_PORT", d["health_port"], low=0, high=65535
             ),
         )
+
+
+# ---------------------------------------------------------------------- process plumbing
+
+SIM_JOURNAL = "BRIDGE_SIM_JOURNAL"  # the test suite's hook: simulators journal every frame here
+BENCH_JOB = "BRIDGE_BENCH_JOB"  # bridge bench hands a phase's settings to its jobs this way
+# livekit-agents loads its local VAD and end-of-turn model (~270 MB resident) into every job
+# process or thread-executor worker unless told not to; the bridge uses the Realtime API's
+# turn detection and never needs them. An explicit setting in the environment still wins.
+PRELOAD = "LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE"
+
+
+def sim_journal(env: Mapping[str, str] | None = None) -> Path | None:
+    """Where an in-process simulator journals its frames (``BRIDGE_SIM_JOURNAL``), if set."""
+    env = os.environ if env is None else env
+    value = _get(env, SIM_JOURNAL)
+    return Path(value) if value else None
+
+
+def skip_local_models() -> None:
+    """Tell livekit-agents (which reads it) not to load models the bridge never uses."""
+    os.environ.setdefault(PRELOAD, "0")
+
+
+def set_bench_job(value: str) -> None:
+    """Hand a benchmark phase's job settings to the jobs it starts (threads or processes)."""
+    os.environ[BENCH_JOB] = value
+
+
+def bench_job(env: Mapping[str, str] | None = None) -> str:
+    """The benchmark phase's job settings (JSON), as :func:`set_bench_job` left them."""
+    env = os.environ if env is None else env
+    value = _get(env, BENCH_JOB)
+    if not value:
+        raise MissingSetting(BENCH_JOB, "set by bridge bench for its jobs")
+    return value
+
+
+def child_environment(**overrides: str) -> dict[str, str]:
+    """This process's environment for a child process, without proxy settings (everything
+    the bridge's children reach is local or named explicitly), with ``overrides``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
+    }
+    env.update(NO_PROXY="*", no_proxy="*", **overrides)
+    return env
+

@@ -56,6 +56,7 @@ from bridge.pod.settings import (
     load_profiles,
     price_table,
     redacted_url,
+    skip_local_models,
 )
 from bridge.room.media_loop import MediaLoop
 
@@ -63,14 +64,6 @@ log = structlog.get_logger("bridge.pod.worker")
 AGENTS_LOGGER = "livekit.agents"
 
 ADMISSION_TTL_S = 30.0  # an accepted job that never shows up as running stops counting
-# livekit-agents loads its local VAD and end-of-turn model (~270 MB resident) into every job
-# process or thread-executor worker unless told not to; the bridge uses the Realtime API's
-# turn detection and never needs them. An explicit setting in the environment still wins.
-PRELOAD_ENV = "LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE"
-
-
-def skip_local_models() -> None:
-    os.environ.setdefault(PRELOAD_ENV, "0")
 
 
 @dataclass(slots=True)

@@ -152,11 +152,6 @@ def input_format(session: dict[str, Any]) -> AudioFormat:
     return AudioFormat(session["audio"]["input"]["format"]["type"])
 
 
-def output_format(session: dict[str, Any]) -> AudioFormat:
-    """``audio.output.format.type``."""
-    return AudioFormat(session["audio"]["output"]["format"]["type"])
-
-
 def vad_params(session: dict[str, Any]) -> VadParams | None:
     """Detector settings from ``turn_detection`` (``None`` when turn detection is off)."""
     td = session["audio"]["input"]["turn_detection"]
