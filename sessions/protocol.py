@@ -187,7 +187,7 @@ class RealtimeProtocol:
         self.conversation = conversation if conversation is not None else Conversation()
         self.stats = ProtocolStats()
         self.expires_at: float | None = None
-        self.session: Mapping[str, Any] = {}
+        self.server_session: Mapping[str, Any] = {}
         self._events: list[ServerEvent] = []
         self._out: list[OutboundFrame] = []
         self._seq = 0
@@ -442,14 +442,14 @@ class RealtimeProtocol:
         session = frame["session"]
         expires = session.get("expires_at")
         self.expires_at = float(expires) if isinstance(expires, int | float) else None
-        self.session = session
+        self.server_session = session
         self.state = ProtocolState.OPEN
         self._events.append(ev.SessionCreated(session=session, expires_at=self.expires_at))
 
     def _on_session_updated(self, frame: dict[str, Any]) -> None:
         self._ack("session.update")
-        self.session = frame["session"]
-        self._events.append(ev.SessionUpdated(session=self.session))
+        self.server_session = frame["session"]
+        self._events.append(ev.SessionUpdated(session=self.server_session))
 
     def _on_speech_started(self, frame: dict[str, Any]) -> None:
         self._events.append(

@@ -522,7 +522,7 @@ class SessionSupervisor:
     # ------------------------------------------------------------------ figures
 
     @property
-    def session(self) -> RealtimeSession | None:
+    def current_socket(self) -> RealtimeSession | None:
         """The socket carrying the call now (``None`` during an outage)."""
         return self._session
 

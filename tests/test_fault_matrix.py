@@ -102,7 +102,7 @@ async def run_cell(cell: Cell) -> Cell:
                 if runner.done():
                     break
             cell.outcome = "continued" if completed() >= 2 else "stopped"
-            session = client.session
+            session = client.current_socket
             if session is not None:
                 stats = session.protocol.stats
                 cell.unknown = sum(stats.unknown_types.values()) + stats.unknown_fields

@@ -82,7 +82,7 @@ async def test_drain_ends_the_remaining_calls_cleanly_within_the_limit(simulator
     for call, room in zip(calls[:2], rooms[:2], strict=True):
         assert "drain" in call.record.end_reason and not call.record.failed
         assert room.states()[-1] == "idle"  # the final state was published
-        assert call.session.session is None  # the Realtime socket is closed
+        assert call.realtime.current_socket is None  # the Realtime socket is closed
     assert calls[2].record.end_reason == "the caller hung up"
 
 

@@ -180,7 +180,7 @@ async def test_bad_frames_are_counted_and_the_reply_goes_on(simulator, fault: st
     try:
         client.append_audio(utterance(lead=0.2, speech=1.0, tail=0.5))
         done = await log.next(ev.ResponseDone)
-        stats = client.session.protocol.stats if client.session else None
+        stats = client.current_socket.protocol.stats if client.current_socket else None
     finally:
         await client.close()
     assert done.status == "completed"
@@ -204,7 +204,7 @@ async def test_odd_deltas_reassemble_the_exact_audio(simulator) -> None:
     try:
         client.append_audio(utterance(lead=0.2, speech=1.0, tail=0.5))
         await log.next(ev.ResponseDone)
-        stats = client.session.protocol.stats if client.session else None
+        stats = client.current_socket.protocol.stats if client.current_socket else None
     finally:
         await client.close()
     assert stats is not None and stats.odd_deltas > 0 and stats.empty_deltas > 0

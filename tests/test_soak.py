@@ -81,7 +81,7 @@ def test_a_long_call_survives_many_expiries(sim_process) -> None:
 
     asyncio.run(main())
     [call] = calls
-    stats = call.session.stats
+    stats = call.realtime.stats
     record = call.record
     summary = record.summary()
     expected_rollovers = int(SECONDS // EXPIRE_S) - 1
@@ -101,7 +101,7 @@ def test_a_long_call_survives_many_expiries(sim_process) -> None:
     ]
     assert stats.lost_samples == 0 and record.dropped_frames == 0
     # Context intact: every turn is still in the conversation, with the same ids.
-    users = [r for r in call.session.conversation if r.role == "user"]
+    users = [r for r in call.realtime.conversation if r.role == "user"]
     assert len(users) == record.turns
     # Each new socket was given the whole conversation so far: replays only grow.
     replayed: dict[int, int] = {}

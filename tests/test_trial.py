@@ -230,7 +230,7 @@ def features() -> dict[str, TrialResult]:
 
         def started(item_id: str) -> None:
             original(item_id)
-            odd_sessions.append(call.session.session)
+            odd_sessions.append(call.realtime.current_socket)
 
         call.playout.on_item_started = started
 

@@ -154,7 +154,7 @@ class Call:
             track_sid=lambda: self.track_sid,
         )
         self.user_captions = UserCaptions(participant, self.publish)
-        self.session = SessionSupervisor(
+        self.realtime = SessionSupervisor(
             endpoint,
             profile.session,
             handler=self.on_event,
@@ -167,8 +167,8 @@ class Call:
         )
         self.latency = InputLatency(self._record_input_latency)
         self.timeline = CallerTimeline()
-        self.session.on_audio_sent = self._on_audio_sent
-        self.session.on_reconnect = self._on_reconnect
+        self.realtime.on_audio_sent = self._on_audio_sent
+        self.realtime.on_reconnect = self._on_reconnect
         self.input = RoomInput(
             sink=self._on_caller_audio,
             mode=profile.input_mode,
@@ -188,11 +188,11 @@ class Call:
         self.tool_context = ToolContext()
         self.tools = ToolRunner(  # function calls run as tasks; barge-in and the end cancel them
             profile.toolbox(),
-            self.session,
+            self.realtime,
             record=self.record,
             context=self.tool_context,
             instructions=profile.session.instructions,
-            caller_speaking=lambda: self.session.turns.caller_speaking,
+            caller_speaking=lambda: self.realtime.turns.caller_speaking,
             metrics=metrics,
             clock=clock,
         )
@@ -238,7 +238,7 @@ class Call:
         self._spawn(self.playout.run(), "playout")
         self._spawn(self._caption_loop(), "captions")
         try:
-            await self.session.start()
+            await self.realtime.start()
         except RealtimeConnectionError as exc:
             if self.metrics is not None:
                 self.metrics.error(
@@ -249,9 +249,9 @@ class Call:
                     else "connect"
                 )
             raise
-        live = self.session.session
+        live = self.realtime.current_socket
         if live is not None:
-            structlog.contextvars.bind_contextvars(session=live.protocol.session.get("id"))
+            structlog.contextvars.bind_contextvars(session=live.protocol.server_session.get("id"))
         self._spawn(self._run_session(), "session")
         self.state.set("listening")
         if self.metrics is not None:
@@ -261,7 +261,7 @@ class Call:
             "call.started",
             profile=self.profile.name,
             model=self.profile.session.model,
-            endpoint=self.session.endpoint.redacted_url,
+            endpoint=self.realtime.endpoint.redacted_url,
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -281,7 +281,7 @@ class Call:
 
     async def _run_session(self) -> None:
         try:
-            await self.session.run()
+            await self.realtime.run()
         except SessionFailed as exc:
             self.end(f"the Realtime session failed: {exc}", failed=True)
             return
@@ -321,7 +321,7 @@ class Call:
         await self.input.aclose()
         await self.tools.aclose()
         with contextlib.suppress(Exception):
-            await self.session.close("call ended")
+            await self.realtime.close("call ended")
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -341,12 +341,12 @@ class Call:
     def _finish_record(self, failed: bool) -> None:
         record = self.record
         record.ended_at = self.clock()
-        record.usage = self.session.usage
-        record.cost_usd = self.session.cost_usd
+        record.usage = self.realtime.usage
+        record.cost_usd = self.realtime.cost_usd
         stats = self.playout.stats
         record.output_seconds = stats.captured_samples / SAMPLE_RATE
         record.underruns = stats.underruns
-        record.dropped_frames = self.session.dropped_frames
+        record.dropped_frames = self.realtime.dropped_frames
         summary = record.summary()
         log.info(
             "call.ended",
@@ -374,16 +374,16 @@ class Call:
             m.cost.labels(self.profile.session.model).inc(record.cost_usd)
             if stats.dropped_samples:
                 m.frames_dropped.labels("out").inc(stats.dropped_samples // 480)
-            if self.session.dropped_frames:
-                m.frames_dropped.labels("in").inc(self.session.dropped_frames)
+            if self.realtime.dropped_frames:
+                m.frames_dropped.labels("in").inc(self.realtime.dropped_frames)
 
     @property
     def busy(self) -> bool:
         """A turn is in progress: caller speaking, a reply awaited, generated or playing, a
         tool running, or its captions still being released."""
         return (
-            self.session.turns.busy
-            or self.session.response_active
+            self.realtime.turns.busy
+            or self.realtime.response_active
             or self.captions.waiting
             or self.tools.running > 0
         )
@@ -392,10 +392,10 @@ class Call:
 
     def _on_caller_audio(self, samples: NDArray[np.int16], received: float) -> None:
         self.record.input_seconds += samples.size / SAMPLE_RATE
-        self.session.append_audio(samples)
+        self.realtime.append_audio(samples)
 
     def _on_caller_frame(self, withheld: float, received: float) -> None:
-        appended = self.session.samples_appended
+        appended = self.realtime.samples_appended
         self.latency.frame(appended + withheld, appended, received)
         self.probe.frame_received(appended + withheld, received, self.input.frame_ms)
         self.timeline.note(appended, received)
@@ -425,7 +425,7 @@ class Call:
         if self.profile.input_mode == "linked" and identity != self.input.linked:
             log.info("call.chat_ignored", reason="not the linked participant")
             return
-        self._take_turn(self.session.turns.chat(text))
+        self._take_turn(self.realtime.turns.chat(text))
 
     # ------------------------------------------------------------------ session events
 
@@ -439,13 +439,13 @@ class Call:
         for action in actions:
             if isinstance(action, StopPlayout):
                 speech = action.cause == "speech"  # the socket read of speech_started
-                self.interrupt(self.session.last_frame_at if speech else None)
+                self.interrupt(self.realtime.last_frame_at if speech else None)
             elif isinstance(action, SetAgentState):
                 self.state.set(action.state)
             elif isinstance(action, DiscardResponse):
-                self.session.discard_response(action.response_id)
+                self.realtime.discard_response(action.response_id)
             elif isinstance(action, CancelResponse):
-                self.session.cancel_response()
+                self.realtime.cancel_response()
             elif isinstance(action, CutItem):
                 self._cut(action)
             elif isinstance(action, TurnEnded):
@@ -459,9 +459,9 @@ class Call:
             elif isinstance(action, SendUserText):
                 self.record.say(self.clock(), "caller", action.text)
                 self.record.turns += 1
-                self.session.send_user_text(action.text)
+                self.realtime.send_user_text(action.text)
             elif isinstance(action, CreateResponse):
-                self.session.create_response()
+                self.realtime.create_response()
 
     def interrupt(self, started: float | None = None) -> int:
         """Stop the agent now (barge-in). Returns how many items were cut.
@@ -473,8 +473,8 @@ class Call:
         self.tools.cancel()  # the caller moved on: what their last turn asked for is moot
         cut = self.playout.interrupt()
         cleared = self.clock()
-        response_id = self.session.active_response_id
-        self._take_turn(self.session.turns.playout_stopped(cut, response_id=response_id))
+        response_id = self.realtime.active_response_id
+        self._take_turn(self.realtime.turns.playout_stopped(cut, response_id=response_id))
         if cut:
             self.record.interruptions += 1
             self.record.barge_in_stop_ms.append((cleared - started) * 1000)
@@ -486,7 +486,7 @@ class Call:
     def _cut(self, action: CutItem) -> None:
         heard = self.captions.interrupt(action.item_id)
         self.captions.finals.pop(action.item_id, None)
-        result = self.session.truncate(action.item_id, action.played_ms, heard_text=heard)
+        result = self.realtime.truncate(action.item_id, action.played_ms, heard_text=heard)
         if result.action != "skip":
             self.probe.truncated(self.clock(), action.item_id, result.audio_end_ms)
         self.record.truncations.append(
@@ -497,7 +497,7 @@ class Call:
     def _turn_ended(self, action: TurnEnded) -> None:
         now = self.clock()
         self._turn_event = now
-        self._turn_end = self.timeline.time_of(self.session.sample_at_ms(action.audio_end_ms))
+        self._turn_end = self.timeline.time_of(self.realtime.sample_at_ms(action.audio_end_ms))
         self.record.turns += 1
         if self.profile.session.input_transcription is None:  # no words: say how long
             self.record.say(now, "caller", f"(speech, {action.speech_ms / 1000:.1f} s)")
@@ -505,20 +505,20 @@ class Call:
     def _on_speech_started(self, event: ev.SpeechStarted) -> None:
         # Before the turn core acts on it (the supervisor calls on_turn after this handler).
         audible = self.playout.speaking or self.source.queued_duration > 0
-        self.probe.speech_started(self.session.last_frame_at, audible)
+        self.probe.speech_started(self.realtime.last_frame_at, audible)
 
     def _on_speech_stopped(self, event: ev.SpeechStopped) -> None:
-        self.probe.speech_stopped(self.session.last_frame_at)
+        self.probe.speech_stopped(self.realtime.last_frame_at)
 
     def _on_audio_delta(self, event: ev.AudioDelta) -> None:
-        self.probe.delta_received(event.item_id, len(event.pcm) // 2, self.session.last_frame_at)
-        self.playout.push(event.item_id, event.pcm, self.session.last_frame_at)
+        self.probe.delta_received(event.item_id, len(event.pcm) // 2, self.realtime.last_frame_at)
+        self.playout.push(event.item_id, event.pcm, self.realtime.last_frame_at)
 
     def _on_audio_done(self, event: ev.AudioDone) -> None:
         self.playout.end_item(event.item_id)
 
     def _on_transcript_delta(self, event: ev.TranscriptDelta) -> None:
-        record = self.session.conversation.get(event.item_id)
+        record = self.realtime.conversation.get(event.item_id)
         received = record.audio_bytes // 2 if record is not None else 0
         self.captions.add(event.item_id, event.delta, at_sample=received)
         self._caption_wake.set()
@@ -592,7 +592,7 @@ class Call:
     def _on_item_started(self, item_id: str) -> None:
         self.probe.item_started(item_id)
         now = self.clock()
-        self._take_turn(self.session.turns.item_started(item_id))
+        self._take_turn(self.realtime.turns.item_started(item_id))
         if self._turn_event is not None:
             self.record.response_latency_ms.append((now - self._turn_event) * 1000)
             self._turn_event = None
@@ -607,8 +607,8 @@ class Call:
         self.captions.tick()
         # First: a reply cut by a lost socket has now played out; its caption closes.
         self._take_turn(
-            self.session.turns.playout_idle(
-                reply_active=self.session.response_active, tool_running=self.tools.running > 0
+            self.realtime.turns.playout_idle(
+                reply_active=self.realtime.response_active, tool_running=self.tools.running > 0
             )
         )
         for item_id, text in list(self.captions.finals.items()):

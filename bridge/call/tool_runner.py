@@ -65,7 +65,7 @@ MAX_SEEN_CALLS = 1024
 
 
 class ToolSession(Protocol):
-    """What the runner needs of the call's Realtime session."""
+    """What the runner needs of the call's Realtime conversation (``Call.realtime``)."""
 
     def send_function_output(self, call_id: str, output: str) -> None: ...
 
@@ -90,7 +90,7 @@ class ToolRunner:
     def __init__(
         self,
         tools: Mapping[str, Tool],
-        session: ToolSession,
+        realtime: ToolSession,
         *,
         record: CallRecord,
         context: ToolContext | None = None,
@@ -100,7 +100,7 @@ class ToolRunner:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.tools = dict(tools)
-        self.session = session
+        self.realtime = realtime
         self.record = record
         self.context = context if context is not None else ToolContext()
         self.instructions = instructions
@@ -280,10 +280,10 @@ class ToolRunner:
 
     def _answer(self, call: FunctionCall, output: str, *, reply: bool) -> None:
         """Send the output; ask for a response unless one reply should wait or is coming."""
-        self.session.send_function_output(call.call_id, output)
+        self.realtime.send_function_output(call.call_id, output)
         waiting = any(r.call.response_id == call.response_id for r in self._running.values())
         if reply and not waiting and not self.caller_speaking():
-            self.session.create_response()
+            self.realtime.create_response()
 
     def _hold(self, run: ToolRun) -> None:
         run.hold = None
@@ -299,4 +299,4 @@ class ToolRunner:
             call_id=run.call.call_id,
             after_s=run.tool.limits.hold_after_s,
         )
-        self.session.create_response({"instructions": instructions, "tool_choice": "none"})
+        self.realtime.create_response({"instructions": instructions, "tool_choice": "none"})
