@@ -307,6 +307,10 @@ async def run_room_phase(config: PhaseConfig) -> dict[str, Any]:
         ),
         num_idle_processes=1,  # as bridge start runs (BRIDGE_IDLE_PROCESSES)
         load_threshold=float("inf"),
+        # LiveKit weighs workers by 1 - load; livekit-agents' default load is the machine's
+        # CPU, which a busy machine (callers, server) fills: the bench's phase decides how
+        # many calls a worker gets, so it reports none.
+        load_fnc=lambda _server: 0.0,
         port=0,
         initialize_process_timeout=60.0,
         job_memory_warn_mb=4000,

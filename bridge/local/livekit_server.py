@@ -18,6 +18,7 @@ import contextlib
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -220,3 +221,45 @@ class LocalLiveKit:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bridge.local.livekit_server --bind ADDR``: a local server until Ctrl-C.
+
+    Prints the ``LIVEKIT_*`` lines to export for ``bridge start``, ``bridge try
+    --livekit-url`` and ``bridge bench --room livekit --livekit-url``. ``ADDR`` must be an
+    address of a real interface (WebRTC ignores loopback): a laptop's LAN address, or a
+    network namespace's.
+    """
+    import argparse
+    import signal
+    import tempfile
+
+    parser = argparse.ArgumentParser(prog="python -m bridge.local.livekit_server")
+    parser.add_argument("--bind", required=True, help="the address to serve on (not 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=Ports().http, help="signalling port (7880)")
+    args = parser.parse_args(argv)
+    ports = Ports().shifted(args.port - Ports().http)
+    with tempfile.TemporaryDirectory(prefix="livekit-") as work:
+        try:
+            server = LocalLiveKit(Path(work), bind=args.bind, ports=ports)
+            server.start()
+        except LocalServerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        creds = server.credentials
+        print(f"LIVEKIT_URL={creds.url}")
+        print(f"LIVEKIT_API_KEY={creds.api_key}")
+        print(f"LIVEKIT_API_SECRET={creds.api_secret}", flush=True)
+        print(f"# log: {server.log_path}; Ctrl-C stops it", file=sys.stderr)
+        stop = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop)
+        try:
+            signal.sigwait(stop)
+        finally:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
