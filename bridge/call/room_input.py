@@ -116,6 +116,10 @@ class RoomInput:
     def humans(self) -> list[str]:
         return list(self._humans)
 
+    def human(self, identity: str) -> Human | None:
+        """The participant ``identity`` if present (its kind: standard or SIP)."""
+        return self._humans.get(identity)
+
     def track_sid_of(self, identity: str | None) -> str:
         """The heard microphone track of ``identity`` (for user captions), or ``""``."""
         for (who, sid), _reader in self._readers.items():
@@ -257,6 +261,15 @@ class RoomInput:
         ):
             if resampler is None:
                 resampler = Resampler(frame.sample_rate, SAMPLE_RATE, frame.num_channels)
+                human = self._humans.get(reader.identity)
+                log.info(  # what the track delivers, read at stream_rate/stream_channels
+                    "input.format",
+                    participant=reader.identity,
+                    kind=rtc.ParticipantKind.Name(human.kind) if human else None,  # type: ignore[arg-type]
+                    rate=frame.sample_rate,
+                    channels=frame.num_channels,
+                    frame_ms=frame.samples_per_channel * 1000 // frame.sample_rate,
+                )
             else:  # the participant switched devices: hand over without a click
                 tail, resampler = resampler.handover(frame.sample_rate, frame.num_channels)
                 self.stats.handovers += 1

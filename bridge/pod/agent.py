@@ -27,6 +27,7 @@ from livekit.agents import AutoSubscribe, JobContext
 
 from bridge.call.call import Call, CallOptions
 from bridge.call.profiles import ProfileSet
+from bridge.call.tools import RoomControl
 from bridge.metrics import BridgeMetrics, default_metrics
 from bridge.pod.settings import realtime_endpoint
 from bridge.room.media_loop import LoopBoundParticipant, MediaLoop
@@ -77,6 +78,8 @@ class AgentContext:
     options: CallOptions = field(default_factory=CallOptions)
     registry: CallRegistry = field(default_factory=lambda: REGISTRY)
     media: MediaLoop | None = None  # None: the process's shared media loop
+    room_control: Callable[[str], RoomControl] | None = None
+    """The server API for a room, by name (hang-up, transfer); None: tools have none."""
 
 
 def _is_human(participant: rtc.RemoteParticipant) -> bool:
@@ -181,6 +184,7 @@ async def run_job(ctx: JobContext, shared: AgentContext) -> None:
             options=options,
             metrics=shared.metrics,
             prices=shared.prices,
+            room_control=shared.room_control(ctx.room.name) if shared.room_control else None,
         )
 
     call = await media.run(create())
