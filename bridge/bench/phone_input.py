@@ -1,0 +1,202 @@
+"""``python -m bridge.bench.phone_input``: at which rate to read a phone caller's track.
+
+LiveKit's SIP service publishes a phone caller as a 48 kHz mono Opus track whose content is
+G.711: 8 kHz audio, nothing above 4 kHz. The bridge reads a track at ``CallOptions.stream_rate``
+(the SDK decodes Opus at 48 kHz and resamples to that rate) and turns it into 24 kHz with
+:class:`resampling.Resampler` (the vr engine, which holds a constant 240 input samples). Reading
+at 8 or 16 kHz moves fewer samples, but the resampler then holds 30 or 15 ms instead of 5.
+
+For each read rate (8, 16, 48 kHz) this runs the demo recording through the telephone leg
+(:func:`bridge.local.g711.phone_to_room`) into a real ``rtc`` track (``AudioSource`` →
+``LocalAudioTrack`` → ``AudioStream``, no server: the SDK's decode-side resampling and FFI are
+the real ones) and prints:
+
+- the content above 4 kHz in what is read at 48 kHz (the information a lower rate would drop);
+- the SDK's own lag (the read content against the same content resampled offline);
+- what the bridge's resampler withholds after each 10 ms frame, mean and max (ms);
+- the process's CPU per 10 ms frame for reading and resampling, beyond the source alone
+  (median of ``--rounds`` rounds, rates interleaved and rotated each round);
+- the 24 kHz the session gets, against what reading at 48 kHz gives (aligned; the energy of
+  the difference, dB below the signal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from livekit import rtc
+from numpy.typing import NDArray
+
+from bridge.local.g711 import ROOM_RATE, phone_to_room, resample
+from bridge.local.wavfile import demo_recording, read_wav
+from resampling.resampler import Resampler
+
+RATES = (8_000, 16_000, 48_000)
+FRAME = ROOM_RATE // 100
+
+
+@dataclass(slots=True)
+class Reading:
+    """One read of the phone signal at ``rate``."""
+
+    rate: int
+    read: NDArray[np.int16]  # what the stream delivered, at rate
+    out: NDArray[np.int16]  # after the bridge's resampler, 24 kHz
+    withheld_ms: list[float]
+    cpu_s: float
+    frames: int
+
+
+@dataclass(frozen=True, slots=True)
+class RateFigures:
+    rate: int
+    sdk_lag_ms: float
+    withheld_mean_ms: float
+    withheld_max_ms: float
+    cpu_us_per_frame: float  # beyond the source alone
+    differs_from_48k_db: float  # energy of (out - out at 48k) against out, dB
+
+
+def phone_signal(seconds: float) -> NDArray[np.int16]:
+    """The demo recording as the SIP service publishes a phone saying it (48 kHz)."""
+    wav = read_wav(demo_recording())
+    signal = phone_to_room(wav.mono(), wav.rate)
+    repeats = int(np.ceil(seconds * ROOM_RATE / signal.size))
+    return np.tile(signal, repeats)[: int(seconds * ROOM_RATE)]
+
+
+async def read_at(rate: int | None, signal: NDArray[np.int16]) -> Reading:
+    """Play ``signal`` into a track in real time; read it at ``rate`` (None: nobody reads)."""
+    source = rtc.AudioSource(ROOM_RATE, 1, queue_size_ms=50)
+    track = rtc.LocalAudioTrack.create_audio_track("phone", source)
+    chunks: list[NDArray[np.int16]] = []
+    outs: list[NDArray[np.int16]] = []
+    withheld: list[float] = []
+    reader: asyncio.Task[None] | None = None
+    stream: rtc.AudioStream | None = None
+    if rate is not None:
+        stream = rtc.AudioStream(track, sample_rate=rate, num_channels=1, frame_size_ms=10)
+        resampler = Resampler(rate, 24_000, 1)
+
+        async def read(stream: rtc.AudioStream) -> None:
+            async for event in stream:
+                frame = np.frombuffer(event.frame.data, dtype=np.int16)
+                chunks.append(frame.copy())
+                outs.append(resampler.push(frame))
+                withheld.append(resampler.withheld_ms)
+
+        reader = asyncio.get_running_loop().create_task(read(stream))
+    started = time.process_time()
+    frames = 0
+    for i in range(0, signal.size - FRAME + 1, FRAME):
+        chunk = signal[i : i + FRAME]
+        await source.capture_frame(rtc.AudioFrame(chunk.tobytes(), ROOM_RATE, 1, FRAME))
+        frames += 1
+    await source.wait_for_playout()
+    cpu = time.process_time() - started
+    if reader is not None and stream is not None:
+        reader.cancel()
+        await stream.aclose()
+    await source.aclose()
+
+    def joined(parts: list[NDArray[np.int16]]) -> NDArray[np.int16]:
+        return np.concatenate(parts) if parts else np.zeros(0, np.int16)
+
+    return Reading(rate or 0, joined(chunks), joined(outs), withheld, cpu, frames)
+
+
+def lag_ms(reference: NDArray[np.int16], read: NDArray[np.int16], rate: int) -> float:
+    """How far ``read`` lags ``reference`` (same content, same rate), in ms."""
+    n = min(reference.size, read.size, rate * 4)
+    corr = np.correlate(read[:n].astype(np.float64), reference[: n // 2].astype(np.float64))
+    return float(np.argmax(corr)) * 1000 / rate
+
+
+def above_4k_db(samples: NDArray[np.int16]) -> float:
+    """Energy above 4 kHz against the total, dB (48 kHz input)."""
+    spectrum = np.abs(np.fft.rfft(samples.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(samples.size, 1 / ROOM_RATE)
+    return float(10 * np.log10(spectrum[freqs > 4_200].sum() / spectrum.sum() + 1e-30))
+
+
+async def measure(seconds: float, rounds: int) -> dict[str, Any]:
+    signal = phone_signal(seconds)
+    cpu: dict[int | None, list[float]] = {r: [] for r in (None, *RATES)}
+    last: dict[int, Reading] = {}
+    order: list[int | None] = [None, *RATES]
+    for round_ in range(rounds):
+        turn = order[round_ % len(order) :] + order[: round_ % len(order)]
+        for rate in turn:
+            reading = await read_at(rate, signal)
+            cpu[rate].append(reading.cpu_s / reading.frames)
+            if rate is not None:
+                last[rate] = reading
+    base = statistics.median(cpu[None])
+    reference = last[ROOM_RATE].out
+    figures = []
+    for rate in RATES:
+        reading = last[rate]
+        offline = resample(signal, ROOM_RATE, rate)
+        shift = round(lag_ms(reference, reading.out, 24_000) * 24)  # the SDK's lag, aligned
+        out = reading.out[shift:]
+        n = min(reference.size, out.size) - 2_400
+        diff = out[:n].astype(np.float64) - reference[:n].astype(np.float64)
+        energy = float(np.sum(reference[:n].astype(np.float64) ** 2)) + 1e-30
+        figures.append(
+            RateFigures(
+                rate=rate,
+                sdk_lag_ms=round(lag_ms(offline, reading.read, rate), 2),
+                withheld_mean_ms=round(statistics.fmean(reading.withheld_ms), 1),
+                withheld_max_ms=round(max(reading.withheld_ms), 1),
+                cpu_us_per_frame=round((statistics.median(cpu[rate]) - base) * 1e6, 1),
+                differs_from_48k_db=round(
+                    10 * np.log10(float(np.sum(diff**2)) / energy + 1e-30), 1
+                ),
+            )
+        )
+    return {
+        "seconds": seconds,
+        "rounds": rounds,
+        "above_4khz_db": round(above_4k_db(last[ROOM_RATE].read), 1),
+        "source_only_us_per_frame": round(base * 1e6, 1),
+        "rates": [asdict(f) for f in figures],
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bridge.bench.phone_input", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--seconds", type=float, default=6.0, help="signal per run (default 6)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    result = asyncio.run(measure(args.seconds, args.rounds))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"phone signal: {args.seconds:.0f} s x {args.rounds} rounds; content above 4.2 kHz in"
+        f" the 48 kHz read: {result['above_4khz_db']} dB of the total"
+    )
+    print(f"source alone: {result['source_only_us_per_frame']} us CPU per 10 ms frame\n")
+    print("read at   SDK lag   withheld mean/max   CPU beyond source   24 kHz out vs 48 kHz read")
+    for f in result["rates"]:
+        print(
+            f"{f['rate'] // 1000:>4} kHz  {f['sdk_lag_ms']:>6.2f} ms   "
+            f"{f['withheld_mean_ms']:>6.1f} / {f['withheld_max_ms']:<6.1f} ms"
+            f"   {f['cpu_us_per_frame']:>8.1f} us/frame   {f['differs_from_48k_db']:>8.1f} dB"
+        )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
