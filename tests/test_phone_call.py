@@ -351,3 +351,26 @@ def test_a_transfer_request_reaches_the_sip_service_queue(phone_lab: PhoneLab) -
         "twirp error unknown: no response from servers",
     )
     assert refused.code == "not_found" and "participant does not exist" in refused.message
+
+
+def test_the_phone_call_command_places_a_call_from_a_wav(tmp_path: Path) -> None:
+    """``python -m bridge.local.phone_call``: its own namespace, server, worker and number;
+    the demo said into the phone; the model hangs up at the correction (``tool`` from turn 2)."""
+    require_livekit()
+    out = tmp_path / "heard.wav"
+    argv = [sys.executable, "-m", "bridge.local.phone_call", "--input", str(demo_recording())]
+    argv += ["--output", str(out), "--workdir", str(tmp_path / "run"), "--json"]
+    argv += ["--sim-behavior", "tool", "--tool-from-turn", "2"]
+    done = subprocess.run(
+        argv, cwd=REPO_ROOT, env=clean_env(), capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (summary["responses"], summary["interruptions"]) == (3, 1)
+    assert len(summary["truncations"]) == 1 and summary["errors"] == []
+    assert len(summary["voice_to_voice_ms"]) == 2
+    assert summary["hung_up"] == "PARTICIPANT_REMOVED"
+    assert summary["end_reason"] == "the agent ended the call"
+    heard = read_wav(out)
+    assert heard.rate == PHONE_RATE and heard.seconds >= summary["input_file_seconds"]
+    assert len(summary["heard"]["mouth_to_ear_ms"]) == 2

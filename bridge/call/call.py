@@ -356,6 +356,15 @@ class Call:
             errors=len(record.errors),
             tool_calls=len(record.tool_calls),
             tools=record.tool_counts(),
+            # The figures of `bridge try --json` that carry no words (bridge.local.phone_call
+            # reads them from a worker's log).
+            voice_to_voice_ms=summary["voice_to_voice_ms"],
+            barge_in_stop_ms=summary["barge_in_stop_ms"],
+            truncations=summary["truncations"],
+            output_seconds=summary["output_seconds"],
+            dropped_frames=summary["dropped_frames"],
+            underruns=summary["underruns"],
+            error_codes=[e["code"] for e in record.errors],
         )
         m = self.metrics
         if m is not None:

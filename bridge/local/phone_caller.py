@@ -70,7 +70,9 @@ class PhoneCaller:
     caller: RoomCaller = field(init=False)
     room: str = field(init=False)
     hung_up: HangUp | None = field(default=None, init=False)
+    """Set when the server ended the call for the phone (not when the phone left)."""
     _ended: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _leaving: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.room = self.route.room_for(self.caller_number)
@@ -147,7 +149,7 @@ class PhoneCaller:
         return PHONE_RATE
 
     def _disconnected(self, reason: rtc.DisconnectReason.ValueType) -> None:
-        if self.hung_up is None:
+        if self.hung_up is None and not self._leaving:
             self.hung_up = HangUp(time.monotonic(), rtc.DisconnectReason.Name(reason))
         self._ended.set()
 
@@ -160,4 +162,5 @@ class PhoneCaller:
 
     async def aclose(self) -> None:
         """The phone hangs up (leaves the room) and stops recording."""
+        self._leaving = True
         await self.caller.aclose()
