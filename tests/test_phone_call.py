@@ -55,7 +55,8 @@ from tests.realtime_schema import check_journal
 AGENT = "bridge-phone"
 NUMBER = "+15550100"
 CALLER = "+15551234567"
-REDIS_PORT = 6390
+REDIS_PORT = 6392  # ports of the module's own: nothing else in the run uses them
+PORTS = Ports().shifted(300)
 METRICS_PORT = 9103
 PROFILES = """
 [profiles.default]
@@ -118,7 +119,7 @@ def phone_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PhoneLab]:
         LocalLiveKit(
             work / "livekit",
             bind=conftest.NETNS.host,
-            ports=Ports().shifted(100),
+            ports=PORTS,
             redis=redis.address,
             name="livekit-phone",
         ) as server,

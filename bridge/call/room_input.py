@@ -40,6 +40,7 @@ from resampling.resampler import Resampler
 log = structlog.get_logger("bridge.call.room_input")
 
 SAMPLE_RATE = 24_000
+_KIND_NAMES: dict[int, str] = {int(value): name for name, value in rtc.ParticipantKind.items()}
 Sink = Callable[[NDArray[np.int16], float], None]
 StreamFactory = Callable[[rtc.Track], AsyncIterator[rtc.AudioFrameEvent]]
 
@@ -265,7 +266,7 @@ class RoomInput:
                 log.info(  # what the track delivers, read at stream_rate/stream_channels
                     "input.format",
                     participant=reader.identity,
-                    kind=rtc.ParticipantKind.Name(human.kind) if human else None,  # type: ignore[arg-type]
+                    kind=_KIND_NAMES.get(human.kind) if human else None,
                     rate=frame.sample_rate,
                     channels=frame.num_channels,
                     frame_ms=frame.samples_per_channel * 1000 // frame.sample_rate,
