@@ -11,13 +11,14 @@
 #   (CGO on: it links libopus and libsoxr). Idempotent: a binary that reports the pinned
 #   version is kept.
 #
-# Pinned: github.com/livekit/sip v1.11.0 (go 1.26, no replace directives, per the team's
-# reading of its go.mod). On this workplace's machines the Go module proxy refuses the module
-# outright: every version and the version list answer `403 Forbidden ... This module version
-# is not available` (checked for v1.11.0, v1.10.2, v1.10.0, v1.9.0 and @latest). A refusal is
-# final, so this script then says so and exits 0 without livekit-sip: the phone tests run
-# through the stand-in SIP participant (bridge/local/phone_caller.py) instead. Any other build
-# failure stops the script (exit 1).
+# Pinned: github.com/livekit/sip v1.11.0, the newest tag the team read (its go.mod: go 1.26,
+# no replace directives, which `go install module@version` would refuse). On this workplace's
+# machines the Go module proxy refuses the module outright: every version and the version
+# list answer `403 Forbidden ... This module version is not available` (asked for v1.11.0,
+# v1.10.2, v1.10.0, v1.9.0 and @latest), so no nearer tag can be tried either. A refusal is
+# final: this script then says so and exits 0 without livekit-sip, and the phone tests run
+# with the stand-in SIP participant (bridge/local/phone_caller.py). Any other failure to fetch
+# or build stops the script (exit 1).
 set -euo pipefail
 
 LIVEKIT_SIP_VERSION="v1.11.0"
