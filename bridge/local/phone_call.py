@@ -193,11 +193,12 @@ async def place_call(
     caller = phone.caller
     started = time.monotonic()
     await phone.dial(lab.livekit)
+    stop = asyncio.Event()
+    line: asyncio.Future[None] | None = None
     try:
         await caller.until(lambda: caller.agent_state == "listening", 30)
-        speaking = asyncio.ensure_future(phone.say(said, rate))
-        await speaking
-        line = asyncio.ensure_future(phone.silence(max_s))
+        await phone.say(said, rate)
+        line = asyncio.ensure_future(phone.silence_until(stop, max_s))
         deadline = time.monotonic() + max_s
         quiet_since = time.monotonic()
         while phone.hung_up is None and time.monotonic() < deadline:
@@ -206,8 +207,10 @@ async def place_call(
             elif time.monotonic() - quiet_since >= tail_s:
                 break
             await asyncio.sleep(0.05)
-        line.cancel()
     finally:
+        stop.set()
+        if line is not None:
+            await line
         await phone.aclose()
     return phone, started
 

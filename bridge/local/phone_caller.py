@@ -139,6 +139,15 @@ class PhoneCaller:
         """Keep the line open and quiet (RTP keeps flowing: µ-law silence)."""
         await self.caller.silence(seconds)
 
+    async def silence_until(self, stop: asyncio.Event, limit_s: float = 120.0) -> None:
+        """Keep the line open and quiet until ``stop`` is set (checked between 10 ms frames,
+        so whatever is said next never overlaps a frame in flight: the SDK refuses two
+        captures at once), or for ``limit_s`` at most."""
+        frame = np.zeros(ROOM_RATE // 100, dtype=np.int16)
+        deadline = time.monotonic() + limit_s
+        while not stop.is_set() and time.monotonic() < deadline:
+            await self.caller.play(frame)
+
     def heard(self) -> NDArray[np.int16]:
         """What the phone played, 8 kHz, aligned with what it said (sample 0: first said)."""
         return room_to_phone(self.caller.heard(), ROOM_RATE)
