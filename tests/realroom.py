@@ -195,11 +195,13 @@ def start_worker(
     *,
     agent_name: str = AGENT_NAME,
     metrics_port: int = METRICS_PORT,
+    profiles_text: str = PROFILES,
     **settings: str,
 ) -> Worker:
-    """``bridge start`` with the test profiles; returns once it is registered (``/readyz``)."""
+    """``bridge start`` with the test profiles (or ``profiles_text``); returns once it is
+    registered (``/readyz``)."""
     profiles = work / "profiles.toml"
-    profiles.write_text(PROFILES)
+    profiles.write_text(profiles_text)
     log = work / f"worker-{metrics_port}.log"
     env = clean_env(
         LIVEKIT_URL=livekit.url,

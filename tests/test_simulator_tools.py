@@ -259,3 +259,15 @@ def test_a_response_while_a_call_awaits_its_output_is_a_holding_line() -> None:
     answer = core.run_response()
     transcript = [e for e in answer if e["type"] == "response.output_audio_transcript.done"]
     assert [e["transcript"] for e in transcript] == ["all good"]
+
+
+def test_tool_from_turn_echoes_the_turns_before_it_then_calls() -> None:
+    tool = {"type": "function", "name": "hang_up", "parameters": {"type": "object"}}
+    core = Core(behavior="tool", tool_from_turn=3)
+    core.send("session.update", session={"type": "realtime", "tools": [tool]})
+    for _ in range(2):  # the first two turns are echoed: speech, no call
+        events = core.append(SPEECH) + core.run_response()
+        assert call_made(core, events) is None
+        assert any(e["type"] == "response.output_audio.delta" for e in events)
+    done = call_made(core, core.append(SPEECH) + core.run_response())
+    assert done is not None and done["name"] == "hang_up"

@@ -42,11 +42,11 @@ from bridge.call.profiles import Profile
 from bridge.call.records import CallRecord, TruncationRecord
 from bridge.call.room_input import RoomInput
 from bridge.call.tool_runner import ToolRunner
-from bridge.call.tools import ToolContext
+from bridge.call.tools import RoomControl, ToolContext
 from bridge.errors import EXPECTED
 from bridge.logs import scrub
 from bridge.metrics import BridgeMetrics
-from bridge.room.participant import AgentParticipant, PublishQueue
+from bridge.room.participant import AgentParticipant, Human, PublishQueue
 from bridge.room.routed_audio import RoutedAudioSource
 from sessions import events as ev
 from sessions.connection import ConnectionOptions
@@ -80,6 +80,7 @@ from sessions.usage import PriceTable
 log = structlog.get_logger("bridge.call.call")
 
 AGENT_TRACK_NAME = "agent_audio"
+SIP_KIND = rtc.ParticipantKind.PARTICIPANT_KIND_SIP
 
 
 def input_frame_ms(chunk_ms: int) -> int:
@@ -121,9 +122,12 @@ class Call:
         options: CallOptions | None = None,
         metrics: BridgeMetrics | None = None,
         prices: PriceTable | None = None,
+        room_control: RoomControl | None = None,
         clock: Callable[[], float] = time.monotonic,
         probe: CallProbe | None = None,
     ) -> None:
+        """``room_control``: the room's server, for what tools ask beyond the agent's own
+        participant (hanging up a phone caller, transferring one); None on the loopback."""
         self.participant = participant
         self.probe = probe = probe or NoProbe()
         self.profile = profile
@@ -185,7 +189,12 @@ class Call:
             self.input.on_refused = dropped.inc
         self.input.on_empty = self._on_room_empty
         self.input.on_return = self._on_room_back
-        self.tool_context = ToolContext()
+        self._quiet = asyncio.Event()  # set while the agent is not speaking
+        self._quiet.set()
+        self._hanging_up = False
+        self.tool_context = ToolContext(
+            room=room_control, caller=self._caller, until_quiet=self._until_quiet
+        )
         self.tools = ToolRunner(  # function calls run as tasks; barge-in and the end cancel them
             profile.toolbox(),
             self.realtime,
@@ -361,6 +370,15 @@ class Call:
             errors=len(record.errors),
             tool_calls=len(record.tool_calls),
             tools=record.tool_counts(),
+            # The figures of `bridge try --json` that carry no words (bridge.local.phone_call
+            # reads them from a worker's log).
+            voice_to_voice_ms=summary["voice_to_voice_ms"],
+            barge_in_stop_ms=summary["barge_in_stop_ms"],
+            truncations=summary["truncations"],
+            output_seconds=summary["output_seconds"],
+            dropped_frames=summary["dropped_frames"],
+            underruns=summary["underruns"],
+            error_codes=[e["code"] for e in record.errors],
         )
         m = self.metrics
         if m is not None:
@@ -592,6 +610,7 @@ class Call:
     def _on_item_started(self, item_id: str) -> None:
         self.probe.item_started(item_id)
         now = self.clock()
+        self._quiet.clear()
         self._take_turn(self.realtime.turns.item_started(item_id))
         if self._turn_event is not None:
             self.record.response_latency_ms.append((now - self._turn_event) * 1000)
@@ -604,6 +623,7 @@ class Call:
             self._turn_end = None
 
     def _on_playout_idle(self) -> None:
+        self._quiet.set()
         self.captions.tick()
         # First: a reply cut by a lost socket has now played out; its caption closes.
         self._take_turn(
@@ -614,8 +634,32 @@ class Call:
         for item_id, text in list(self.captions.finals.items()):
             self.record.say(self.clock(), "agent", text)
             del self.captions.finals[item_id]
-        if self.tool_context.hangup_requested:
-            self.end("the agent ended the call")
+        if self.tool_context.hangup_requested and not self._hanging_up:
+            self._hanging_up = True
+            self._spawn(self._hang_up(), "hang-up")
+
+    async def _hang_up(self) -> None:
+        """The agent ended the call (``end_call``) and its goodbye has played: on a phone
+        call, hang the caller's line up (removed from the room, the SIP service sends BYE;
+        otherwise the caller would sit in silence), then end."""
+        caller = self._caller()
+        room = self.tool_context.room
+        if caller is not None and caller.kind == SIP_KIND and room is not None:
+            try:
+                await room.remove_participant(caller.identity)
+                log.info("call.hung_up", participant=caller.identity)
+            except Exception as exc:  # the call ends anyway; the caller's side may linger
+                log.warning("call.hang_up_failed", error=type(exc).__name__)
+        self.end("the agent ended the call")
+
+    def _caller(self) -> Human | None:
+        """The participant heard (linked mode), or the first heard (mix mode)."""
+        identity = self.input.linked or next(iter(self.input.heard), None)
+        return self.input.human(identity) if identity else None
+
+    async def _until_quiet(self) -> None:
+        """Until the agent is not speaking: what it is saying has played out."""
+        await self._quiet.wait()
 
     async def _caption_loop(self) -> None:
         while True:

@@ -21,7 +21,9 @@ table (``[[profiles.NAME.tools]]``) with a ``kind``:
   ``headers`` (text, or ``{ env = "VARIABLE", prefix = "Bearer " }``), ``timeout_s``,
   ``max_output_bytes``, ``hold_after_s``, ``hold_line``, ``on_timeout``, ``on_error``,
   ``on_oversize``;
-- ``python``: the same but ``function = "module:function"`` instead of ``url`` and ``headers``.
+- ``python``: the same but ``function = "module:function"`` instead of ``url`` and ``headers``;
+- ``transfer``: ``name``, ``description``, ``to`` (``tel:+…`` or ``sip:…``, fixed: the model
+  never chooses the number), ``play_dialtone``, ``timeout_s``, ``on_timeout``, ``on_error``.
 """
 
 from __future__ import annotations
@@ -300,6 +302,32 @@ class PythonToolTable(_RunTable):
     ]
 
 
+class TransferToolTable(_Table):
+    """Hand a phone caller over to a person: a SIP transfer to ``to`` (no arguments)."""
+
+    kind: Literal["transfer"]
+    name: ToolName
+    description: str = (
+        "Transfer the caller to a person. Tell them you are putting them through first."
+    )
+    to: Annotated[
+        str,
+        Field(
+            pattern=r"^(tel:\+?[0-9]{3,15}|sips?:[^@\s]+@[^\s]+)$",
+            description="Where to: tel:+15550123 or sip:desk@pbx.example.com (fixed here).",
+        ),
+    ]
+    play_dialtone: bool = Field(
+        default=False, description="The caller hears a dial tone while the transfer rings."
+    )
+    timeout_s: Annotated[float, Field(gt=0.0, le=120.0)] = Field(
+        default=40.0,
+        description="Speaking out the last words plus ringing, until the transfer is accepted.",
+    )
+    on_timeout: str = ON_TIMEOUT
+    on_error: str = ON_ERROR
+
+
 def _tool_kind(value: Any) -> str | None:
     if isinstance(value, str):
         return "name"
@@ -313,12 +341,13 @@ ToolItem = Annotated[
     Annotated[BuiltinName, Tag("name")]
     | Annotated[BuiltinToolTable, Tag("builtin")]
     | Annotated[HttpToolTable, Tag("http")]
-    | Annotated[PythonToolTable, Tag("python")],
+    | Annotated[PythonToolTable, Tag("python")]
+    | Annotated[TransferToolTable, Tag("transfer")],
     Discriminator(
         _tool_kind,
         custom_error_type="tool_kind",
         custom_error_message='must be a built-in tool\'s name, or a table with kind = "builtin",'
-        ' "http" or "python"',
+        ' "http", "python" or "transfer"',
     ),
 ]
 

@@ -76,10 +76,12 @@ from bridge.call.profile_file import (
     PythonToolTable,
     SemanticVadTable,
     ServerVadTable,
+    TransferToolTable,
     locate,
 )
 from bridge.call.python_tool import PythonTool, load_function
 from bridge.call.tools import TOOLS, Tool, ToolLimits
+from bridge.call.transfer_tool import TransferTool
 from bridge.errors import ConfigError, MetadataError, ProfileError
 from sessions.errors import ConfigError as SessionConfigError
 from sessions.session_config import (
@@ -393,7 +395,7 @@ def build_profile(
 
 
 def _build_tool(
-    item: str | BuiltinToolTable | HttpToolTable | PythonToolTable,
+    item: str | BuiltinToolTable | HttpToolTable | PythonToolTable | TransferToolTable,
     index: int,
     fail: Callable[[tuple[str | int, ...], str], ProfileError],
     secrets: SecretLookup | None,
@@ -403,6 +405,19 @@ def _build_tool(
         return None
     if isinstance(item, BuiltinToolTable):
         return TOOLS[item.name]
+    if isinstance(item, TransferToolTable):
+        return TransferTool(
+            FunctionTool(
+                name=item.name,
+                description=item.description,
+                parameters={"type": "object", "properties": {}},
+            ),
+            ToolLimits(
+                timeout_s=item.timeout_s, on_timeout=item.on_timeout, on_error=item.on_error
+            ),
+            to=item.to,
+            play_dialtone=item.play_dialtone,
+        )
     at = ("tools", index)
     declaration = FunctionTool(
         name=item.name, description=item.description, parameters=item.parameters
@@ -473,6 +488,7 @@ def _known_fields(path: tuple[str | int, ...], table: Mapping[str, Any]) -> str:
         "http": HttpToolTable,
         "python": PythonToolTable,
         "builtin": BuiltinToolTable,
+        "transfer": TransferToolTable,
     }
     if len(path) == 1:
         known = PROFILE_FIELDS

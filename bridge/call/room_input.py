@@ -41,6 +41,7 @@ from resampling.resampler import Resampler
 log = structlog.get_logger("bridge.call.room_input")
 
 SAMPLE_RATE = 24_000
+_KIND_NAMES: dict[int, str] = {int(value): name for name, value in rtc.ParticipantKind.items()}
 Sink = Callable[[NDArray[np.int16], float], None]
 StreamFactory = Callable[[rtc.Track], AsyncIterator[rtc.AudioFrameEvent]]
 
@@ -118,6 +119,10 @@ class RoomInput:
     @property
     def heard(self) -> list[str]:
         return sorted({r.identity for r in self._readers.values() if not r.muted})
+
+    def human(self, identity: str) -> Human | None:
+        """The participant ``identity`` if present (its kind: standard or SIP)."""
+        return self._humans.get(identity)
 
     def track_sid_of(self, identity: str | None) -> str:
         """The heard microphone track of ``identity`` (for user captions), or ``""``."""
@@ -265,6 +270,15 @@ class RoomInput:
         ):
             if resampler is None:
                 resampler = Resampler(frame.sample_rate, SAMPLE_RATE, frame.num_channels)
+                human = self._humans.get(reader.identity)
+                log.info(  # what the track delivers, read at stream_rate/stream_channels
+                    "input.format",
+                    participant=reader.identity,
+                    kind=_KIND_NAMES.get(human.kind) if human else None,
+                    rate=frame.sample_rate,
+                    channels=frame.num_channels,
+                    frame_ms=frame.samples_per_channel * 1000 // frame.sample_rate,
+                )
             else:  # the participant switched devices: hand over without a click
                 tail, resampler = resampler.handover(frame.sample_rate, frame.num_channels)
                 self.stats.handovers += 1

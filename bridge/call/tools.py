@@ -3,11 +3,18 @@
 Three kinds, all declared in the profiles file (``bridge.call.profile_file``):
 
 - ``builtin``: what every voice agent needs and the bridge ships (:data:`TOOLS`): telling the
-  time, ending the call once the caller says goodbye;
+  time, ending the call once the caller says goodbye (on a phone call: hanging up the line);
 - ``http``: the validated arguments POSTed as JSON to a URL fixed in the profile
   (``bridge.call.http_tool``);
 - ``python``: a ``module:function``, sync or async, imported at start-up
-  (``bridge.call.python_tool``).
+  (``bridge.call.python_tool``);
+- ``transfer``: hand a phone caller over to a person, a number or SIP URI fixed in the profile
+  (``bridge.call.transfer_tool``).
+
+What a tool may ask of its call is its :class:`ToolContext`: the call's HTTP client, who the
+caller is, when the agent has finished speaking, and the room's server (:class:`RoomControl`:
+the pod gives one backed by LiveKit's API; the loopback has none, and phone tools then say so
+to the model).
 
 Every call's arguments are parsed and validated against the tool's JSON Schema (Draft 2020-12,
 with the formats ``jsonschema`` can assert) *before* anything runs: a call that does not fit
@@ -25,15 +32,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, best_match
 
 from bridge.errors import InvalidArguments, OutputTooLarge
+from bridge.room.participant import Human
 from sessions.session_config import FunctionTool
 
 if TYPE_CHECKING:
@@ -47,12 +55,45 @@ ON_OVERSIZE = "The tool's answer was too large to use; tell the caller it is not
 ON_CANCELLED = "The caller interrupted, so this call was cancelled and its result is unknown."
 
 
+class RoomControl(Protocol):
+    """What a call may ask of its room's server, beyond its own participant.
+
+    ``bridge.pod.room_control`` implements it with LiveKit's server API for the job's room;
+    each method raises when the server refuses (the caller of it turns that into a tool
+    error or a log record).
+    """
+
+    async def remove_participant(self, identity: str) -> None:
+        """Remove ``identity`` from the room (for a SIP participant: the SIP service hangs
+        the phone up)."""
+        ...
+
+    async def transfer_sip_participant(
+        self, identity: str, to: str, *, play_dialtone: bool
+    ) -> None:
+        """Transfer the SIP participant ``identity`` to ``to`` (``tel:+…`` or ``sip:…``): a
+        SIP REFER through LiveKit's SIP service; returns once the transfer is accepted."""
+        ...
+
+
+async def _at_once() -> None:
+    return None
+
+
 @dataclass(slots=True)
 class ToolContext:
-    """What a tool may ask of its call; one per call (the HTTP session is the call's own)."""
+    """What a tool may ask of its call; one per call (the HTTP session is the call's own).
+
+    ``room``: the room's server, when the call has one; ``caller``: the participant heard
+    (in ``mix`` mode, the first); ``until_quiet``: returns once the agent is not speaking
+    (what it is saying has played out), so a tool can act after the model's last words.
+    """
 
     hangup_requested: bool = False
     now: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
+    room: RoomControl | None = None
+    caller: Callable[[], Human | None] = field(default=lambda: None)
+    until_quiet: Callable[[], Awaitable[None]] = field(default=_at_once)
     _http: aiohttp.ClientSession | None = field(default=None, repr=False)
 
     def http_session(self) -> aiohttp.ClientSession:
@@ -176,6 +217,8 @@ def _current_time(args: Mapping[str, Any], ctx: ToolContext) -> str:
 
 
 def _end_call(args: Mapping[str, Any], ctx: ToolContext) -> str:
+    # The call ends once what the agent says next has played out; a phone caller's line is
+    # hung up then (bridge.call.call.Call: _on_playout_idle).
     ctx.hangup_requested = True
     return "The call will end after you say goodbye."
 
@@ -195,7 +238,7 @@ TOOLS: dict[str, BuiltinTool] = {
     "end_call": BuiltinTool(
         FunctionTool(
             name="end_call",
-            description="End the call once the caller has said goodbye.",
+            description="End the call (on a phone call: hang up) once the caller has said goodbye.",
             parameters={"type": "object", "properties": {}},
         ),
         _end_call,

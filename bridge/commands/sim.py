@@ -80,6 +80,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="echo: say the caller's utterance back; tone: a 440 Hz tone; tool: call a tool first",
     )
     parser.add_argument(
+        "--tool-from-turn",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --behavior tool: call a tool from the Nth user turn on, echo before (default 1)",
+    )
+    parser.add_argument(
         "--expire-after",
         type=_seconds,
         default=3600.0,
@@ -142,6 +149,7 @@ def _config(args: argparse.Namespace) -> SimulatorConfig:
         latency_ms=args.latency_ms,
         faults=tuple(parse_fault(spec) for spec in args.fault),
         api_key=args.api_key,
+        tool_from_turn=args.tool_from_turn,
     )
 
 

@@ -29,6 +29,7 @@ from livekit.agents import AutoSubscribe, JobContext
 from bridge.call.call import Call, CallOptions
 from bridge.call.probe import CallProbe
 from bridge.call.profiles import ProfileSet
+from bridge.call.tools import RoomControl
 from bridge.metrics import BridgeMetrics, default_metrics
 from bridge.pod.settings import realtime_endpoint
 from bridge.room.media_loop import LoopBoundParticipant, MediaLoop
@@ -81,6 +82,8 @@ class AgentContext:
     media: MediaLoop | None = None  # None: the process's shared media loop
     realtime_url: str | None = None  # None: the endpoint the environment names
     on_ended: Callable[[Call], None] | None = None  # each call once closed (its record whole)
+    room_control: Callable[[str], RoomControl] | None = None
+    """The server API for a room, by name (hang-up, transfer); None: tools have none."""
 
 
 def _is_human(participant: rtc.RemoteParticipant) -> bool:
@@ -220,6 +223,7 @@ async def run_job(
             metrics=shared.metrics,
             prices=shared.prices,
             probe=probe,
+            room_control=shared.room_control(ctx.room.name) if shared.room_control else None,
         )
 
     call = await media.run(create())

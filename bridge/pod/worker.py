@@ -50,6 +50,7 @@ from bridge.metrics import default_metrics
 from bridge.pod.agent import REGISTRY, AgentContext, prepare_ffi, run_job
 from bridge.pod.cpu import PodCpu
 from bridge.pod.health import Readiness, serve_metrics
+from bridge.pod.room_control import LiveKitRoomControl
 from bridge.pod.settings import (
     LiveKitSettings,
     WorkerSettings,
@@ -228,6 +229,7 @@ async def run_worker(settings: WorkerSettings, livekit: LiveKitSettings, *, dev:
         prices=price_table(),
         registry=REGISTRY,
         options=CallOptions(empty_room_grace_s=settings.empty_room_grace),
+        room_control=lambda room: LiveKitRoomControl(livekit, room),  # hang-up, transfer
     )
     server, _gate = build_server(settings, livekit, shared, dev=dev)
     readiness = Readiness(ready=False, reason="registering with LiveKit")

@@ -104,9 +104,12 @@ class RoomCaller:
         for participant in self.room.remote_participants.values():
             self._joined(participant)
 
-    async def publish(self) -> None:
-        """Publish the microphone track (source MICROPHONE, as browsers do)."""
-        options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+    async def publish(
+        self, source: rtc.TrackSource.ValueType = rtc.TrackSource.SOURCE_MICROPHONE
+    ) -> None:
+        """Publish the microphone track (source MICROPHONE, as browsers do; LiveKit's SIP
+        service publishes its callers' audio with no source: ``SOURCE_UNKNOWN``)."""
+        options = rtc.TrackPublishOptions(source=source)
         self.publication = await self.room.local_participant.publish_track(self.track, options)
 
     async def play(self, samples: NDArray[np.int16], *, frame_ms: int = 10) -> None:

@@ -19,7 +19,8 @@ Behaviours:
   first string parameter that allows it (``arguments``); with no function declared,
   ``tool_choice: "none"``, a choice naming an undeclared function, or a schema nothing fits,
   it answers as ``echo`` (the real model never calls a function it was not given). To a
-  function output, speech of the output string; otherwise as ``echo``.
+  function output, speech of the output string; otherwise as ``echo``. With
+  ``tool_from_turn`` N > 1, the user turns before the Nth are answered as ``echo``.
 
 In every behaviour but ``tone``, a response asked for while a function call still awaits its
 output (GA's asynchronous function calling: a client filling the wait) says
@@ -101,6 +102,8 @@ class Turn:
     """The transcript of an audio turn, when one is known (given by the client, or ASR)."""
     answered_by_call: bool = False
     """A function call has already been made in reply to this turn."""
+    number: int = 0
+    """Which user turn of the conversation this is (1: the first), for user turns."""
 
 
 def utterance(audio: bytes, fmt: AudioFormat, threshold: float = 0.5) -> bytes:
@@ -168,13 +171,20 @@ def plan_reply(
     tools: list[dict[str, Any]],
     tool_choice: Any,
     threshold: float = 0.5,
+    tool_from_turn: int = 1,
 ) -> Reply:
-    """The reply ``behavior`` gives to ``turn``."""
+    """The reply ``behavior`` gives to ``turn`` (``tool`` calls from user turn
+    ``tool_from_turn`` on)."""
     if behavior is Behavior.TONE:
         return tone_reply()
     if turn.kind == "pending_call":
         return synth_speech(HOLDING_LINE)
-    if behavior is Behavior.TOOL and turn.kind in ("audio", "text") and not turn.answered_by_call:
+    if (
+        behavior is Behavior.TOOL
+        and turn.kind in ("audio", "text")
+        and not turn.answered_by_call
+        and turn.number >= tool_from_turn
+    ):
         function = _function(tools, tool_choice)
         if function is not None:
             if turn.kind == "audio":

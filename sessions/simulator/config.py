@@ -39,6 +39,10 @@ class SimulatorConfig:
     key at all, is accepted (the real API refuses a missing key; a local server need not)."""
     rate_limit_tokens: int = 40_000
     """The ``tokens`` limit reported in ``rate_limits.updated``."""
+    tool_from_turn: int = 1
+    """The ``tool`` behaviour calls a function from this user turn on (1: the first); the
+    turns before it are answered as ``echo`` (a conversation, then a tool: e.g. the caller
+    says goodbye on the third turn and the model hangs up)."""
 
     def __post_init__(self) -> None:
         try:
@@ -58,6 +62,8 @@ class SimulatorConfig:
             raise ConfigError(f"latency_ms must be a non-negative number, not {self.latency_ms}")
         if self.rate_limit_tokens < 1:
             raise ConfigError("rate_limit_tokens must be positive")
+        if self.tool_from_turn < 1:
+            raise ConfigError(f"tool_from_turn must be at least 1, not {self.tool_from_turn}")
         for fault in self.faults:
             if not isinstance(fault, FaultSpec):
                 raise ConfigError(f"faults must be FaultSpec objects, not {fault!r}")

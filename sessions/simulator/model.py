@@ -833,6 +833,7 @@ class ModelSession:
             elif kind == "function_call_output":
                 return Turn("tool_output", text=str(data["output"]))
             elif kind == "message" and data["role"] == "user":
+                number = sum(1 for i in self._items if _is_user_message(i.data))
                 if item.audio_index is not None:
                     transcript = data["content"][item.audio_index].get("transcript")
                     return Turn(
@@ -841,11 +842,12 @@ class ModelSession:
                         fmt=item.fmt,
                         transcript=transcript,
                         answered_by_call=answered,
+                        number=number,
                     )
                 texts = [
                     p.get("text", "") for p in data["content"] if p.get("type") == "input_text"
                 ]
-                return Turn("text", text=" ".join(texts), answered_by_call=answered)
+                return Turn("text", text=" ".join(texts), answered_by_call=answered, number=number)
         return Turn("none")
 
     def _has_output(self, call_id: str) -> bool:
@@ -891,6 +893,7 @@ class ModelSession:
             tools=params.get("tools", session["tools"]),
             tool_choice=params.get("tool_choice", session["tool_choice"]),
             threshold=self._threshold(),
+            tool_from_turn=self.config.tool_from_turn,
         )
         response = _Response(
             id=new_id("resp_"),
@@ -1307,3 +1310,7 @@ class ModelSession:
         "output_audio_buffer.clear": _on_webrtc_only,
         "transcription_session.update": _on_webrtc_only,
     }
+
+
+def _is_user_message(data: dict[str, Any]) -> bool:
+    return bool(data["type"] == "message" and data["role"] == "user")
