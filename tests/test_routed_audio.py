@@ -117,3 +117,14 @@ async def test_an_empty_frame_is_ignored() -> None:
     await source.capture_frame(rtc.AudioFrame(b"", 24_000, 1, 0))
     assert source.queued_duration == 0.0
     await source.aclose()
+
+
+def test_an_untested_sdk_version_is_refused_at_import() -> None:
+    """The module relies on the SDK's private FFI internals: another version fails loudly."""
+    import subprocess
+    import sys
+
+    code = "from livekit import rtc; rtc.__version__ = '9.9.9'; import bridge.room.routed_audio"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "tested with livekit 1.1.21" in done.stderr and "9.9.9 is installed" in done.stderr

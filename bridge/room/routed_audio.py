@@ -43,6 +43,16 @@ from livekit import rtc
 from livekit.rtc._ffi_client import FfiClient, FfiHandle
 from livekit.rtc._proto import audio_frame_pb2 as proto_audio_frame, ffi_pb2 as proto_ffi
 
+# The SDK internals used here (FfiClient.queue's subscribers and filters, the FFI request and
+# event types of audio streams and captures) are private: pinned in pyproject and checked.
+TESTED_WITH = ("1.1.21",)
+if rtc.__version__ not in TESTED_WITH:
+    raise ImportError(
+        f"bridge/room/routed_audio.py was tested with livekit {', '.join(TESTED_WITH)} and"
+        f" relies on its private FFI internals; livekit {rtc.__version__} is installed"
+        " (install the version pyproject.toml pins, or test this module against the new one)"
+    )
+
 _UNCLAIMED = 256  # events kept while a request is in flight (per kind)
 
 
