@@ -86,6 +86,7 @@ class RoomCaller:
         self.played = 0  # frames (per channel) handed to the source
         self._frame_samples = 0
         self._enqueued: list[float] = []  # when each frame of play() went into the source
+        self._in_flight: asyncio.Future[None] | None = None  # the capture under way
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
         self.room.on("track_subscribed", self._subscribed)
@@ -124,11 +125,16 @@ class RoomCaller:
         for start in range(0, samples.size - step + 1, step):
             chunk = samples[start : start + step]
             frame = rtc.AudioFrame(chunk.tobytes(), self.sample_rate, self.channels, per_frame)
+            if self._in_flight is not None and not self._in_flight.done():
+                await asyncio.wait({self._in_flight})  # a capture a cancelled play() left
             handed = time.monotonic()  # the source takes it now, or plays it after the queue
             if self.started_at is None:
                 self.started_at = handed
             self._enqueued.append(handed)
-            await self.source.capture_frame(frame)
+            # The SDK refuses a capture while another is in flight, and cancelling the task
+            # that awaits one does not stop it: shielded, so the next play() waits for it.
+            self._in_flight = asyncio.ensure_future(self.source.capture_frame(frame))
+            await asyncio.shield(self._in_flight)
             self.played += per_frame
 
     def as_played(self, mono: NDArray[np.int16]) -> NDArray[np.int16]:
