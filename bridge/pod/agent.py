@@ -251,6 +251,8 @@ async def run_job(
     call = await media.run(create(), context)
 
     def linked(identity: str | None) -> None:  # on the media loop, between task steps
+        if identity is None:  # the caller left: the records keep the last one heard
+            return
         try:
             context.run(structlog.contextvars.bind_contextvars, participant=identity)
         except RuntimeError:  # already inside it (called from one of the call's steps)
@@ -280,6 +282,9 @@ async def run_job(
             beating.cancel()
         if beat is not None:
             await beat.stop(handed_over=call.outcome == "drained")
+        if store is not None:
+            with contextlib.suppress(Exception):
+                await store.aclose()  # this job's loop's client
         with contextlib.suppress(Exception):
             await media.run(call.aclose(), context)
         if shared.on_ended is not None:

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import json
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -82,14 +83,29 @@ def resumed_profile(profile: Profile, lines: Sequence[Line]) -> Profile:
 class CallStore:
     """The shared record of running calls (one Redis, every worker of one agent name)."""
 
-    def __init__(self, redis: Redis, agent_name: str, *, clock: Callable[[], float] = time.time):
-        self.redis = redis
+    def __init__(self, url: str, agent_name: str, *, clock: Callable[[], float] = time.time):
+        self.url = url
         self.prefix = f"bridge:{agent_name or '(automatic)'}:"
         self.clock = clock
+        # A client per event loop: the thread executor runs each job on a loop of its own,
+        # and a redis.asyncio connection belongs to the loop that opened it.
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @classmethod
     def from_url(cls, url: str, agent_name: str) -> CallStore:
-        return cls(Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2), agent_name)
+        return cls(url, agent_name)
+
+    @property
+    def redis(self) -> Redis:
+        """This event loop's client (made on first use)."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=2)
+            self._clients[loop] = client
+        return client
 
     @property
     def beats(self) -> str:
@@ -99,7 +115,10 @@ class CallStore:
         return f"{self.prefix}call:{room}"
 
     async def aclose(self) -> None:
-        await self.redis.aclose()
+        """Close this event loop's client (each job closes its own when it ends)."""
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()
 
     async def adopt(self, room: str) -> Adopted | None:
         """The record of ``room``'s vanished call, if there is one (its beat stale or already
