@@ -123,20 +123,21 @@ def holder(cluster: LocalCluster, room: str) -> ClusterWorker:
 
 
 async def dispatch_served(cluster: LocalCluster, room: str, attempts: int = 6) -> int:
-    """Dispatch as a careful backend does: again while the server logs the job as not
-    placed (it goes to the first node that answers, which tries only its own workers).
-    Returns the attempts it took."""
+    """Dispatch as a careful backend does: again when no agent has started in the room
+    within 10 s (a job goes to the first node that answers, which tries only its own
+    workers; the server logs the failure, the dispatch API has said 200). Returns the
+    attempts it took."""
     for attempt in range(1, attempts + 1):
-        failures = failed_requests(cluster)
         await dispatch(cluster, room, {"profile": "echo-test"})
-
-        def outcome(failures: int = failures) -> bool:
-            placed = any(calls_of(w, room, "call.started") for w in cluster.workers)
-            return placed or failed_requests(cluster) > failures
-
-        await until(outcome, 60, f"the job of {room} placed or failed")
-        if any(calls_of(w, room, "call.started") for w in cluster.workers):
+        try:
+            await until(
+                lambda: any(calls_of(w, room, "call.started") for w in cluster.workers),
+                10,
+                f"an agent in {room}",
+            )
             return attempt
+        except AssertionError:
+            continue
     raise AssertionError(f"{room}: no worker after {attempts} dispatches")
 
 
@@ -297,7 +298,7 @@ async def test_a_burst_never_overfills_a_worker(cluster: LocalCluster) -> None:
         served = {r for v in per_worker.values() for r in v}
         unserved = [r for r in rooms if r not in served]
         assert len(served) <= capacity and len(unserved) >= len(rooms) - capacity
-        assert len(unserved) == failed(), "every job not placed is in the server's log"
+        assert failed() >= len(unserved), "every job not placed is in the server's log"
         for room in unserved:
             assert not await agents_in(cluster, room), f"{room} has an agent the logs missed"
         refused = {
