@@ -227,7 +227,8 @@ class Call:
     async def start(self) -> None:
         """Publish the agent's track, connect and configure the session, start listening."""
         loop = asyncio.get_running_loop()
-        self._ended = loop.create_future()
+        if self._ended is None:  # wait() may have made it (a drain waiting on a starting call)
+            self._ended = loop.create_future()
         # Bound once for the call: every record of it (and of the tasks it starts) has them.
         structlog.contextvars.bind_contextvars(call=self.call_id)
         self.publish.start()
@@ -319,8 +320,10 @@ class Call:
         return self._ended is not None and self._ended.done()
 
     async def wait(self) -> str:
-        """Until the call ends; returns why."""
-        assert self._ended is not None, "start() first"
+        """Until the call ends; returns why (also for a call still starting: a drain waits
+        for every call of the registry, started or not)."""
+        if self._ended is None:
+            self._ended = asyncio.get_running_loop().create_future()
         return await self._ended
 
     async def aclose(self) -> None:
