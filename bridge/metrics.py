@@ -9,10 +9,14 @@ label is a name from the profiles file (a function the model made up counts as
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import fields
+from typing import get_args
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
+from sessions.continuity import Reason
 from sessions.error_codes import ERROR_CODES
+from sessions.usage import Usage
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0)
 STOP_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
@@ -22,6 +26,12 @@ TOOL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10
 TOOL_ERRORS = ("invalid_arguments", "error", "timeout", "oversize")
 TOOL_OUTCOMES = ("ok", *TOOL_ERRORS, "cancelled")
 UNDECLARED_TOOL = "(undeclared)"
+#: How a call ended: ``drained`` = still running when the worker's drain limit came (the
+#: caller was told and the call closed cleanly, but it did not end on its own).
+OUTCOMES = ("ok", "failed", "drained")
+DIRECTIONS = ("in", "out")
+TOKEN_KINDS = tuple(f.name for f in fields(Usage))
+RECONNECT_REASONS = tuple(r for r in get_args(Reason) if r != "start")
 
 
 class BridgeMetrics:
@@ -33,7 +43,38 @@ class BridgeMetrics:
             "bridge_sessions_active", "Calls bridged right now.", registry=reg
         )
         self.sessions = Counter(
-            "bridge_sessions_total", "Calls ended, by outcome.", ["outcome"], registry=reg
+            "bridge_sessions_total",
+            "Calls ended, by outcome (ok, failed, drained: cut by the worker's drain limit).",
+            ["outcome"],
+            registry=reg,
+        )
+        self.max_sessions = Gauge(
+            "bridge_max_sessions",
+            "The calls this worker takes at most (lowered when its CPU is not pinned).",
+            registry=reg,
+        )
+        self.cpu_pinned = Gauge(
+            "bridge_cpu_pinned",
+            "1 when the worker has whole CPUs of its own (its affinity is no wider than its"
+            " CPU quota: the static CPU manager policy or taskset), else 0.",
+            registry=reg,
+        )
+        self.draining = Gauge(
+            "bridge_draining",
+            "1 from the first SIGTERM on (the worker takes no new call).",
+            registry=reg,
+        )
+        self.resumed = Counter(
+            "bridge_calls_resumed_total",
+            "Calls this worker picked up after the worker that ran them vanished.",
+            registry=reg,
+        )
+        self.rescues = Counter(
+            "bridge_rescues_total",
+            "Orphaned calls (their worker stopped beating) this worker found, by what it did:"
+            " redispatched, or abandoned (nobody left in the room, or the dispatch failed).",
+            ["action"],
+            registry=reg,
         )
         self.voice_to_voice = Histogram(
             "bridge_voice_to_voice_seconds",
@@ -109,6 +150,32 @@ class BridgeMetrics:
             registry=reg,
         )
         self._tools: set[str] = set()
+        self._models: set[str] = set()
+        self.declare_known()
+
+    def declare_known(self) -> None:
+        """Export every label set known in advance at zero (Prometheus' instrumentation
+        guidelines): outcomes, directions, token kinds, reconnect reasons, error codes."""
+        for outcome in OUTCOMES:
+            self.sessions.labels(outcome)
+        for direction in DIRECTIONS:
+            self.audio_seconds.labels(direction)
+            self.frames_dropped.labels(direction)
+        for kind in TOKEN_KINDS:
+            self.tokens.labels(kind)
+        for reason in RECONNECT_REASONS:
+            self.reconnects.labels(reason)
+        for code in (*sorted(KNOWN_CODES), "other"):
+            self.errors.labels(code)
+        for action in ("redispatched", "abandoned"):
+            self.rescues.labels(action)
+
+    def declare_models(self, models: Iterable[str]) -> None:
+        """The cost series of each model the profiles name, at zero (idempotent)."""
+        for model in models:
+            if model not in self._models:
+                self._models.add(model)
+                self.cost.labels(model)
 
     def error(self, code: str | None) -> None:
         self.errors.labels(code if code in KNOWN_CODES else "other").inc()

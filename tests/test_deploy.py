@@ -63,7 +63,15 @@ OVERLAYS = [name for name in KUSTOMIZATIONS if name != "base"]
 # The oldest Kubernetes the manifests are meant for, and the newest kubernetes-validate has.
 K8S_VERSIONS = ("1.30", "1.37")
 SERVICEMONITOR_SCHEMA = Path(__file__).parent / "schemas" / "servicemonitor-v1.json"
-CRD_SCHEMAS = {("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICEMONITOR_SCHEMA}
+PROMETHEUSRULE_SCHEMA = Path(__file__).parent / "schemas" / "prometheusrule-v1.json"
+CRD_SCHEMAS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICEMONITOR_SCHEMA,
+    ("monitoring.coreos.com/v1", "PrometheusRule"): PROMETHEUSRULE_SCHEMA,
+}
+MONITORING = DEPLOY / "monitoring"
+# The longest call a rollout lets finish: Realtime sessions last up to an hour (the bridge
+# rolls them over, so a call can last longer; the call store hands it over at the limit).
+LONGEST_CALL_S = 3600
 
 CONTAINER = "bridge"
 IMAGE_UID = 10001
@@ -190,7 +198,10 @@ def test_every_kustomization_renders(name: str) -> None:
         "ConfigMap",
         "Deployment",
         "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+        "NetworkPolicy",
         "PodDisruptionBudget",
+        "PrometheusRule",
         "Service",
         "ServiceMonitor",
     ]
@@ -356,7 +367,7 @@ def test_hpa_scales_the_deployment_below_the_full_point(name: str) -> None:
     )
     assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
     assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
-    (metric,) = hpa["spec"]["metrics"]
+    (metric,) = [m for m in hpa["spec"]["metrics"] if m["type"] == "Resource"]
     assert metric["resource"]["name"] == "cpu"
     assert metric["resource"]["target"]["type"] == "Utilization"
     full = CapacityGate(max_sessions=1).cpu_full * 100
@@ -781,3 +792,164 @@ def test_runbook_applies_the_overlay_that_exists() -> None:
     assert "deploy/k8s/overlays/production" in applied
     for path in applied:
         assert (ROOT / path / "kustomization.yaml").is_file(), path
+
+
+# ------------------------------------------- (e) calls, disruptions, network, monitoring
+
+
+@pytest.mark.parametrize("name", list(KUSTOMIZATIONS))
+def test_hpa_scales_on_calls_per_pod_before_pods_fill(name: str) -> None:
+    """Pods fill on calls, not CPU: the HPA asks for bridge_sessions_active per pod (served
+    by the Prometheus Adapter rule shipped in deploy/monitoring), below the per-pod maximum."""
+    docs = render(name)
+    hpa = one(docs, "HorizontalPodAutoscaler")
+    (pods,) = [m["pods"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
+    assert pods["metric"]["name"] == "bridge_sessions_active"
+    assert pods["target"]["type"] == "AverageValue"
+    target = float(pods["target"]["averageValue"])
+    cap = worker_settings(docs).max_sessions
+    assert 0 < target <= 0.8 * cap, f"{name}: {target} calls per pod against a maximum of {cap}"
+    rules = yaml.safe_load((MONITORING / "prometheus-adapter-rules.yaml").read_text("utf-8"))
+    (rule,) = [r for r in rules["rules"] if "bridge_sessions_active" in r["seriesQuery"]]
+    assert rule["name"]["as"] == pods["metric"]["name"]
+    assert rule["resources"]["overrides"] == {
+        "namespace": {"resource": "namespace"},
+        "pod": {"resource": "pod"},
+    }
+
+
+@pytest.mark.parametrize("name", list(KUSTOMIZATIONS))
+def test_autoscalers_never_drain_nodes_under_live_calls(name: str) -> None:
+    pod = one(render(name), "Deployment")["spec"]["template"]
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
+    assert annotations["karpenter.sh/do-not-disrupt"] == "true"
+
+
+def test_production_drains_for_the_longest_call_on_a_pinned_pool() -> None:
+    docs = render("production")
+    settings = worker_settings(docs)
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert settings.drain_timeout >= LONGEST_CALL_S
+    assert pod["terminationGracePeriodSeconds"] >= settings.drain_timeout + SHUTDOWN_AFTER_DRAIN_S
+    assert pod["nodeSelector"] == {"bridge.example.com/cpu-manager-policy": "static"}
+    env = {e["name"]: e for e in container(docs)["env"]}
+    redis = env["BRIDGE_REDIS_URL"]["valueFrom"]["secretKeyRef"]
+    assert redis["optional"] is True, "the call store is optional"
+
+
+@pytest.mark.parametrize("name", list(KUSTOMIZATIONS))
+def test_network_policy_denies_by_default_and_allows_what_a_pod_needs(name: str) -> None:
+    docs = render(name)
+    policies = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+    deny = policies.pop("default-deny")
+    assert deny["podSelector"] == {} and sorted(deny["policyTypes"]) == ["Egress", "Ingress"]
+    assert "ingress" not in deny and "egress" not in deny
+    (bridge,) = policies.values()
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert labels_match(bridge["podSelector"]["matchLabels"], pod_labels)
+    (ingress,) = bridge["ingress"]
+    (source,) = ingress["from"]
+    assert source == {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+    }
+    assert [p["port"] for p in ingress["ports"]] == ["metrics"]
+    allowed = {
+        (p["protocol"], p["port"], p.get("endPort"))
+        for rule in bridge["egress"]
+        for p in rule["ports"]
+    }
+    livekit = yaml.safe_load((DEPLOY / "livekit" / "livekit.yaml").read_text(encoding="utf-8"))
+    rtc = livekit["rtc"]
+    needed = {
+        ("UDP", 53, None),  # DNS
+        ("TCP", 53, None),
+        ("TCP", 443, None),  # wss:// LiveKit and the Realtime API
+        ("TCP", livekit["port"], None),  # in-cluster ws:// LiveKit
+        ("UDP", rtc["port_range_start"], rtc["port_range_end"]),  # media
+        ("TCP", rtc["tcp_port"], None),
+        ("TCP", 6379, None),  # the call store
+    }
+    assert needed <= allowed, sorted(needed - allowed)
+
+
+def prometheus_rules(name: str = "production") -> dict[str, Any]:
+    return one(render(name), "PrometheusRule")
+
+
+def test_alert_rules_pass_promtool(tmp_path: Path) -> None:
+    promtool = _tool("promtool")
+    if promtool is None:
+        pytest.fail("promtool is not installed (Debian: apt-get install prometheus; .ci/run)")
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(prometheus_rules()["spec"]), encoding="utf-8")
+    result = subprocess.run(
+        [promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = copy.deepcopy(prometheus_rules()["spec"])
+    broken["groups"][0]["rules"][0]["expr"] = "sum(rate(bridge_sessions_total[5m]) >"
+    rules.write_text(yaml.safe_dump(broken), encoding="utf-8")
+    bad = subprocess.run(
+        [promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode != 0, "promtool did not reject a broken expression"
+
+
+def known_metric_samples() -> set[str]:
+    families = {m.name for m in BridgeMetrics(CollectorRegistry()).registry.collect()}
+    suffixes = ("", "_total", "_bucket", "_sum", "_count")
+    return {family + suffix for family in families for suffix in suffixes}
+
+
+def test_alerts_cover_the_runbook_with_metrics_that_exist() -> None:
+    rules = [r for g in prometheus_rules()["spec"]["groups"] for r in g["rules"]]
+    names = {r["alert"] for r in rules}
+    assert {
+        "BridgeVoiceToVoiceSlow",
+        "BridgeBargeInSlow",
+        "BridgeRealtimeReconnecting",
+        "BridgeRealtimeErrors",
+        "BridgePodsNearlyFull",
+        "BridgeDrainStuck",
+    } <= names
+    known = known_metric_samples() | {"up"}
+    for rule in rules:
+        used = set(re.findall(r"\b((?:bridge|lk_agents)_[a-z_]+|up)\b(?=[{\[ )]|$)", rule["expr"]))
+        assert used and used <= known, f"{rule['alert']}: unknown {sorted(used - known)}"
+        assert rule["labels"]["severity"] in ("page", "ticket")
+        assert rule["annotations"]["summary"]
+    stuck = next(r for r in rules if r["alert"] == "BridgeDrainStuck")
+    minutes = int(stuck["for"].removesuffix("m"))
+    assert minutes * 60 > worker_settings(render("production")).drain_timeout
+
+
+def test_grafana_dashboard_loads_and_plots_metrics_that_exist() -> None:
+    dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text(encoding="utf-8"))
+    assert dashboard["title"] and dashboard["uid"] and isinstance(dashboard["schemaVersion"], int)
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"datasource", "namespace"} <= variables
+    known = known_metric_samples() | {"process_resident_memory_bytes", "process_cpu_seconds_total"}
+    plotted: set[str] = set()
+    ids = set()
+    for panel in dashboard["panels"]:
+        assert panel["type"] in ("timeseries", "stat", "heatmap", "gauge") and panel["title"]
+        assert {"h", "w", "x", "y"} <= set(panel["gridPos"])
+        assert panel["id"] not in ids
+        ids.add(panel["id"])
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert "$namespace" in target["expr"], f"{panel['title']}: not per namespace"
+            used = set(re.findall(r"\b((?:bridge|process)_[a-z_]+)\b", target["expr"]))
+            assert used and used <= known, f"{panel['title']}: unknown {sorted(used - known)}"
+            plotted |= used
+    for needed in (
+        "bridge_voice_to_voice_seconds_bucket",
+        "bridge_barge_in_stop_seconds_bucket",
+        "bridge_realtime_reconnects_total",
+        "bridge_realtime_errors_total",
+        "bridge_sessions_active",
+        "bridge_max_sessions",
+        "bridge_draining",
+    ):
+        assert needed in plotted, f"the dashboard does not plot {needed}"

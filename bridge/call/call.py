@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 
 from bridge.call.captions import AgentCaptions, AgentState, UserCaptions
 from bridge.call.latency import CallerTimeline, InputLatency
+from bridge.call.metering import CallMeter
 from bridge.call.playout import SAMPLE_RATE, Playout
 from bridge.call.probe import CallProbe, NoProbe
 from bridge.call.profiles import Profile
@@ -206,6 +207,9 @@ class Call:
             clock=clock,
         )
         self.call_id = f"call_{uuid.uuid4().hex[:12]}"
+        self.meter = CallMeter(metrics, profile.session.model) if metrics is not None else None
+        self._next_meter_s = 1.0  # caller audio (s) at which the counters are next reported
+        self._outcome = ""  # set by end(): "drained" for a call the drain limit ended
         self._counted = False  # bridge_sessions_active was incremented for this call
         self._ended: asyncio.Future[str] | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -235,7 +239,8 @@ class Call:
     async def start(self) -> None:
         """Publish the agent's track, connect and configure the session, start listening."""
         loop = asyncio.get_running_loop()
-        self._ended = loop.create_future()
+        if self._ended is None:  # wait() may have made it (a drain waiting on a starting call)
+            self._ended = loop.create_future()
         # Bound once for the call: every record of it (and of the tasks it starts) has them.
         structlog.contextvars.bind_contextvars(call=self.call_id)
         self.publish.start()
@@ -304,13 +309,22 @@ class Call:
         if self.metrics is not None:
             self.metrics.reconnects.labels(reason).inc()
 
-    def end(self, reason: str, *, failed: bool = False) -> None:
-        """Ask the call to end (idempotent); :meth:`wait` returns ``reason``."""
+    def end(self, reason: str, *, failed: bool = False, drained: bool = False) -> None:
+        """Ask the call to end (idempotent); :meth:`wait` returns ``reason``.
+
+        ``drained``: the worker's drain limit ends it (counted as outcome ``drained``).
+        """
         if self._ended is not None and not self._ended.done():
             self.record.end_reason = reason
             self.record.failed = failed
+            self._outcome = "failed" if failed else "drained" if drained else "ok"
             log.info("call.ending", reason=reason, failed=failed)
             self._ended.set_result(reason)
+
+    @property
+    def outcome(self) -> str:
+        """How the call ended (``ok``, ``failed``, ``drained``); "" while it runs."""
+        return self._outcome
 
     @property
     def ended(self) -> bool:
@@ -318,8 +332,10 @@ class Call:
         return self._ended is not None and self._ended.done()
 
     async def wait(self) -> str:
-        """Until the call ends; returns why."""
-        assert self._ended is not None, "start() first"
+        """Until the call ends; returns why (also for a call still starting: a drain waits
+        for every call of the registry, started or not)."""
+        if self._ended is None:
+            self._ended = asyncio.get_running_loop().create_future()
         return await self._ended
 
     async def aclose(self) -> None:
@@ -338,9 +354,10 @@ class Call:
                 await task
         self.captions.tick()
         failed = self.record.failed
-        if failed:
+        if failed or self._outcome == "drained":  # the caller's app can say why it ended
             reason = scrub(self.record.end_reason)
-            self.publish.put(lambda: self.participant.set_attributes({"bridge.error": reason}))
+            key = "bridge.error" if failed else "bridge.ended"
+            self.publish.put(lambda: self.participant.set_attributes({key: reason}))
         self.state.set("idle")
         await self.publish.drain()
         with contextlib.suppress(Exception):
@@ -357,8 +374,10 @@ class Call:
         record.underruns = stats.underruns
         record.dropped_frames = self.realtime.dropped_frames
         summary = record.summary()
+        outcome = "failed" if failed else self._outcome or "ok"
         log.info(
             "call.ended",
+            outcome=outcome,
             duration_s=summary["duration_s"],
             reason=record.end_reason,
             turns=record.turns,
@@ -382,18 +401,24 @@ class Call:
         )
         m = self.metrics
         if m is not None:
+            self._meter()  # the rest since the last report: each count reaches it once
             if self._counted:
                 m.sessions_active.dec()
-            m.sessions.labels("failed" if failed else "ok").inc()
-            m.audio_seconds.labels("in").inc(record.input_seconds)
-            m.audio_seconds.labels("out").inc(record.output_seconds)
-            for kind, count in record.usage.by_kind().items():
-                m.tokens.labels(kind).inc(count)
-            m.cost.labels(self.profile.session.model).inc(record.cost_usd)
-            if stats.dropped_samples:
-                m.frames_dropped.labels("out").inc(stats.dropped_samples // 480)
-            if self.realtime.dropped_frames:
-                m.frames_dropped.labels("in").inc(self.realtime.dropped_frames)
+            m.sessions.labels(outcome).inc()
+
+    def _meter(self) -> None:
+        """Report the call's counters as they stand (bridge/call/metering.py)."""
+        if self.meter is None:
+            return
+        stats = self.playout.stats
+        self.meter.report(
+            input_seconds=self.record.input_seconds,
+            output_seconds=stats.captured_samples / SAMPLE_RATE,
+            usage=self.realtime.usage,
+            cost_usd=self.realtime.cost_usd,
+            dropped_in=self.realtime.dropped_frames,
+            dropped_out_samples=stats.dropped_samples,
+        )
 
     @property
     def busy(self) -> bool:
@@ -411,6 +436,9 @@ class Call:
     def _on_caller_audio(self, samples: NDArray[np.int16], received: float) -> None:
         self.record.input_seconds += samples.size / SAMPLE_RATE
         self.realtime.append_audio(samples)
+        if self.record.input_seconds >= self._next_meter_s:  # once a second of caller audio
+            self._next_meter_s = self.record.input_seconds + 1.0
+            self._meter()
 
     def _on_caller_frame(self, withheld: float, received: float) -> None:
         appended = self.realtime.samples_appended
@@ -548,6 +576,7 @@ class Call:
     def _on_response_done(self, event: ev.ResponseDone) -> None:
         self.probe.response_done()
         self.record.responses += 1
+        self._meter()  # the session counted this response's usage before calling us
         for item in event.output:
             self.playout.end_item(item.id)
             self.captions.end(item.id, item.text or None)
@@ -625,6 +654,7 @@ class Call:
     def _on_playout_idle(self) -> None:
         self._quiet.set()
         self.captions.tick()
+        self._meter()  # the reply's audio has left the source
         # First: a reply cut by a lost socket has now played out; its caption closes.
         self._take_turn(
             self.realtime.turns.playout_idle(

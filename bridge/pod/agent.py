@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime
 import threading
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from bridge.call.probe import CallProbe
 from bridge.call.profiles import ProfileSet
 from bridge.call.tools import RoomControl
 from bridge.metrics import BridgeMetrics, default_metrics
+from bridge.pod.handover import CallBeat, CallStore, resumed_profile
 from bridge.pod.settings import realtime_endpoint
 from bridge.room.media_loop import LoopBoundParticipant, MediaLoop
 from bridge.room.participant import HUMAN_KINDS, TOPIC_CHAT, Human
@@ -51,8 +53,9 @@ class CallRegistry:
 
     calls: set[Call] = field(default_factory=set)
 
-    async def drain(self, limit: float) -> int:
-        """Let calls finish for up to ``limit`` seconds, then end the rest cleanly.
+    async def drain(self, limit: float, *, handover: bool = False) -> int:
+        """Let calls finish for up to ``limit`` seconds, then end the rest cleanly (counted
+        as ``drained``); with ``handover`` (a call store) another worker takes them over.
 
         Returns how many calls had to be ended.
         """
@@ -60,8 +63,13 @@ class CallRegistry:
         if waits:
             await asyncio.wait(waits, timeout=limit)
         remaining = [c for c in self.calls if not c.ended]
+        reason = (
+            "handed over to another worker (drain limit reached)"
+            if handover
+            else "the bridge is shutting down (drain limit reached)"
+        )
         for call in remaining:
-            call.end("the bridge is shutting down (drain limit reached)")
+            call.end(reason, drained=True)
         for wait in waits:
             wait.cancel()
         return len(remaining)
@@ -84,6 +92,7 @@ class AgentContext:
     on_ended: Callable[[Call], None] | None = None  # each call once closed (its record whole)
     room_control: Callable[[str], RoomControl] | None = None
     """The server API for a room, by name (hang-up, transfer); None: tools have none."""
+    store: CallStore | None = None  # running calls' beats and conversations (handover.py)
 
 
 def _is_human(participant: rtc.RemoteParticipant) -> bool:
@@ -200,11 +209,24 @@ async def run_job(
     ``probe`` sees what the call does (``bridge bench``).
     """
     structlog.contextvars.bind_contextvars(room=ctx.room.name, job=ctx.job.id)
+    store, room_name = shared.store, ctx.room.name
+    adopted = None
+    if store is not None:
+        try:
+            adopted = await store.adopt(room_name)
+        except Exception as exc:  # no store: the call goes on without one
+            log.warning("handover.unavailable", error=f"{type(exc).__name__}: {exc}")
+            store = None
     resolution = shared.profiles.resolve(ctx.job.metadata)
     for warning in resolution.warnings:
         log.warning("dispatch.metadata_refused", detail=warning)
         shared.metrics.metadata_rejected.inc()
     profile = resolution.profile
+    history = adopted.lines if adopted is not None else ()
+    if adopted is not None:  # a vanished worker's call: carry on where it was
+        profile = resumed_profile(profile, history)
+        shared.metrics.resumed.inc()
+        log.info("call.resumed", lines=len(history))
     endpoint = realtime_endpoint(profile.session.model, url=shared.realtime_url)
     await connect_room(ctx)
     structlog.contextvars.bind_contextvars(agent=ctx.room.local_participant.identity)
@@ -226,10 +248,19 @@ async def run_job(
             room_control=shared.room_control(ctx.room.name) if shared.room_control else None,
         )
 
-    call = await media.run(create())
+    # One context for everything of this call that runs on the media loop: the ids bound
+    # there (call and session in Call.start, the participant when linked) reach every later
+    # record of the call, call.ended included (each run in a copy would lose them).
+    context = contextvars.copy_context()
+    call = await media.run(create(), context)
 
-    def linked(identity: str | None) -> None:
-        structlog.contextvars.bind_contextvars(participant=identity)
+    def linked(identity: str | None) -> None:  # on the media loop, between task steps
+        if identity is None:  # the caller left: the records keep the last one heard
+            return
+        try:
+            context.run(structlog.contextvars.bind_contextvars, participant=identity)
+        except RuntimeError:  # already inside it (called from one of the call's steps)
+            structlog.contextvars.bind_contextvars(participant=identity)
 
     call.input.on_linked = linked
     attach_room(ctx.room, call, media)
@@ -239,13 +270,27 @@ async def run_job(
 
     ctx.add_shutdown_callback(on_shutdown)
     shared.registry.calls.add(call)
+    beat: CallBeat | None = None
+    beating: asyncio.Task[None] | None = None
     try:
-        await media.run(call.start())
-        reason = await media.run(call.wait())
+        await media.run(call.start(), context)
+        if store is not None:
+            beat = CallBeat(store, room_name, lambda: (*history, *call.record.lines))
+            with contextlib.suppress(Exception):
+                await store.begin(room_name, ctx.job.metadata, history)
+                beating = asyncio.create_task(beat.run(), name="call-beat")
+        reason = await media.run(call.wait(), context)
     finally:
         shared.registry.calls.discard(call)
+        if beating is not None:
+            beating.cancel()
+        if beat is not None:
+            await beat.stop(handed_over=call.outcome == "drained")
+        if store is not None:
+            with contextlib.suppress(Exception):
+                await store.aclose()  # this job's loop's client
         with contextlib.suppress(Exception):
-            await media.run(call.aclose())
+            await media.run(call.aclose(), context)
         if shared.on_ended is not None:
             shared.on_ended(call)
     ctx.shutdown(reason)

@@ -20,11 +20,17 @@ The bridge itself:
   :func:`load_profiles`, registered as secrets),
   ``BRIDGE_PRICES`` (TOML price overrides), ``BRIDGE_LOG_FORMAT`` (``json``|``console``),
   ``BRIDGE_LOG_LEVEL``, ``BRIDGE_METRICS_PORT`` (default 9102, 0 = off),
-  ``BRIDGE_MAX_SESSIONS`` (per pod), ``BRIDGE_DRAIN_TIMEOUT`` (s), ``BRIDGE_EXECUTOR``
+  ``BRIDGE_MAX_SESSIONS`` (per pod), ``BRIDGE_MAX_SESSIONS_UNPINNED`` (the maximum when the
+  worker's CPU is not its own; default half of ``BRIDGE_MAX_SESSIONS``),
+  ``BRIDGE_DRAIN_TIMEOUT`` (s), ``BRIDGE_EXECUTOR``
   (``thread``|``process``), ``BRIDGE_IDLE_PROCESSES``, ``BRIDGE_EMPTY_ROOM_GRACE`` (s a call
   waits for a caller to come back after the last one left), ``BRIDGE_LIVEKIT_RETRIES`` (how
   often to retry reaching LiveKit before giving up), ``BRIDGE_LIVEKIT_HEALTH_PORT``
-  (livekit-agents' own health server, default 8081, 0 = any free port).
+  (livekit-agents' own health server, default 8081, 0 = any free port),
+  ``BRIDGE_REDIS_URL`` (``redis://[:password@]host:port/db``: the store where running calls
+  beat and keep their conversation, so that a call whose worker vanished is redispatched
+  and picked up; unset = none), with ``BRIDGE_REDIS_PASSWORD`` (a secret) when the URL has
+  none.
 
 Every value is checked as it is read: a bad one raises :class:`~bridge.errors.ConfigError`
 naming the variable and what it must be (``bridge start`` exits 2 on it, before doing
@@ -151,9 +157,7 @@ class LiveKitSettings:
         )
 
 
-def livekit_credentials(
-    url: str, env: Mapping[str, str] | None = None
-) -> tuple[str, str, str]:
+def livekit_credentials(url: str, env: Mapping[str, str] | None = None) -> tuple[str, str, str]:
     """``url`` with the key and secret from the environment (each missing one named)."""
     env = os.environ if env is None else env
     missing = [n for n in ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET") if not _get(env, n)]
@@ -262,7 +266,9 @@ class WorkerSettings:
     profiles_path: str | None = None
     metrics_port: int = 9102
     max_sessions: int = 12  # one unpinned process held 15-16 calls: README, Capacity
-    drain_timeout: int = 600
+    # Not pinned, a process pays about twice the CPU per call (README, Capacity): 0 = half.
+    max_sessions_unpinned: int = 0
+    drain_timeout: int = 3600  # the longest call a rollout lets finish (deploy/README.md)
     empty_room_grace: float = 10.0
     executor: str = "thread"
     idle_processes: int = 1
@@ -271,6 +277,14 @@ class WorkerSettings:
     # livekit-agents' default: 16 retries, 0, 2, 4, ... 10 s apart: it gives up after ~2 min.
     livekit_retries: int = 16
     health_port: int = 8081  # livekit-agents' own health server (0: any free port)
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
+
+    def session_cap(self, pinned: bool) -> int:
+        """The per-pod maximum for a worker whose CPU is (not) its own."""
+        if pinned:
+            return self.max_sessions
+        unpinned = self.max_sessions_unpinned or max(1, self.max_sessions // 2)
+        return min(self.max_sessions, unpinned)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, dev: bool = False) -> WorkerSettings:
@@ -291,6 +305,7 @@ class WorkerSettings:
             profiles_path=_get(env, "BRIDGE_PROFILES") or None,
             metrics_port=_int(env, "BRIDGE_METRICS_PORT", d["metrics_port"], low=0, high=65535),
             max_sessions=_int(env, "BRIDGE_MAX_SESSIONS", d["max_sessions"], low=1),
+            max_sessions_unpinned=_int(env, "BRIDGE_MAX_SESSIONS_UNPINNED", 0, low=0),
             drain_timeout=_int(env, "BRIDGE_DRAIN_TIMEOUT", d["drain_timeout"], low=0),
             empty_room_grace=_seconds(env, "BRIDGE_EMPTY_ROOM_GRACE", d["empty_room_grace"]),
             executor=executor,
@@ -301,6 +316,7 @@ class WorkerSettings:
             health_port=_int(
                 env, "BRIDGE_LIVEKIT_HEALTH_PORT", d["health_port"], low=0, high=65535
             ),
+            redis_url=redis_url(env),
         )
 
 
@@ -351,3 +367,27 @@ def child_environment(**overrides: str) -> dict[str, str]:
     env.update(NO_PROXY="*", no_proxy="*", **overrides)
     return env
 
+
+def redis_url(env: Mapping[str, str] | None = None) -> str | None:
+    """``BRIDGE_REDIS_URL`` checked (``redis://`` or ``rediss://`` with a host), with
+    ``BRIDGE_REDIS_PASSWORD`` put in when the URL names none; None when unset."""
+    env = os.environ if env is None else env
+    url = _get(env, "BRIDGE_REDIS_URL")
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ConfigError(
+            f"BRIDGE_REDIS_URL={redacted_url(url)!r} is not a Redis URL"
+            " (redis:// or rediss:// and a host, e.g. redis://redis:6379/0)"
+        )
+    register_secret(parts.password)
+    password = _secret(env, "BRIDGE_REDIS_PASSWORD")
+    if password and not parts.password:
+        netloc = f"{parts.username or ''}:{password}@{parts.netloc.rpartition('@')[2]}"
+        url = urlunsplit(parts._replace(netloc=netloc))
+    return url

@@ -37,7 +37,8 @@ import signal
 import socket
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 
 import structlog
 from livekit.agents import AgentServer, JobContext, JobExecutorType, JobRequest
@@ -48,7 +49,8 @@ from bridge.heap import freeze_long_lived
 from bridge.logs import scrub
 from bridge.metrics import default_metrics
 from bridge.pod.agent import REGISTRY, AgentContext, prepare_ffi, run_job
-from bridge.pod.cpu import PodCpu
+from bridge.pod.cpu import PodCpu, cpu_layout
+from bridge.pod.handover import CallStore, Rescuer
 from bridge.pod.health import Readiness, serve_metrics
 from bridge.pod.room_control import LiveKitRoomControl
 from bridge.pod.settings import (
@@ -223,6 +225,31 @@ async def run_worker(settings: WorkerSettings, livekit: LiveKitSettings, *, dev:
     profiles = load_profiles(settings.profiles_path)
     metrics = default_metrics()
     metrics.declare_tools(profiles.tool_names)  # every tool's series at zero from the start
+    metrics.declare_models(p.session.model for p in profiles.profiles.values())
+    # The per-pod maximum was measured for a process with a CPU of its own: without one, a
+    # call costs about twice the CPU, so the worker takes fewer (BRIDGE_MAX_SESSIONS_UNPINNED).
+    layout = cpu_layout()
+    cap = settings.session_cap(layout.pinned)
+    metrics.cpu_pinned.set(1 if layout.pinned else 0)
+    metrics.max_sessions.set(cap)
+    log.info(
+        "worker.cpus",
+        cpus=list(layout.cpus),
+        quota=layout.quota,
+        pinned=layout.pinned,
+        max_sessions=cap,
+        configured_max_sessions=settings.max_sessions,
+    )
+    if not layout.pinned and cap < settings.max_sessions:
+        log.warning(
+            "worker.not_pinned",
+            detail="no CPU of its own (static CPU manager policy or taskset):"
+            f" taking at most {cap} calls instead of {settings.max_sessions}",
+        )
+    settings = replace(settings, max_sessions=cap)
+    store = (
+        CallStore.from_url(settings.redis_url, livekit.agent_name) if settings.redis_url else None
+    )
     shared = AgentContext(
         profiles=profiles,
         metrics=metrics,
@@ -230,6 +257,7 @@ async def run_worker(settings: WorkerSettings, livekit: LiveKitSettings, *, dev:
         registry=REGISTRY,
         options=CallOptions(empty_room_grace_s=settings.empty_room_grace),
         room_control=lambda room: LiveKitRoomControl(livekit, room),  # hang-up, transfer
+        store=store,
     )
     server, _gate = build_server(settings, livekit, shared, dev=dev)
     readiness = Readiness(ready=False, reason="registering with LiveKit")
@@ -248,6 +276,7 @@ async def run_worker(settings: WorkerSettings, livekit: LiveKitSettings, *, dev:
             log.warning("worker.forced_exit")
             os._exit(1)
         readiness.drain("draining")
+        metrics.draining.set(1)
         stop.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -255,6 +284,11 @@ async def run_worker(settings: WorkerSettings, livekit: LiveKitSettings, *, dev:
 
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(agents_log.removeFilter, link)
+        if store is not None:
+            stack.push_async_callback(store.aclose)
+            rescuer = Rescuer(store, *livekit_room_calls(livekit), metrics)
+            rescuing = asyncio.create_task(rescuer.run(), name="rescuer")
+            stack.callback(rescuing.cancel)
         if settings.metrics_port:
             try:
                 port = await stack.enter_async_context(
@@ -267,11 +301,6 @@ async def run_worker(settings: WorkerSettings, livekit: LiveKitSettings, *, dev:
                 ) from None
             log.info("worker.metrics", port=port)
         freeze_long_lived(collect=True)  # before the first call: bridge/heap.py
-        cpus = sorted(os.sched_getaffinity(0))
-        # One CPU of its own (static CPU manager, taskset) is the layout the sizing assumes.
-        log.info(
-            "worker.cpus", cpus=cpus, pinned=len(cpus) == 1, max_sessions=settings.max_sessions
-        )
         runner = asyncio.create_task(server.run(devmode=dev), name="agent-server")
         await asyncio.wait(
             {runner, asyncio.ensure_future(stop.wait())}, return_when=asyncio.FIRST_COMPLETED
@@ -284,9 +313,11 @@ async def run_worker(settings: WorkerSettings, livekit: LiveKitSettings, *, dev:
         )
         drain = asyncio.create_task(server.drain(timeout=None), name="lk-drain")
         media = shared.media or MediaLoop.shared()
-        ended = await media.run(shared.registry.drain(settings.drain_timeout))
+        ended = await media.run(
+            shared.registry.drain(settings.drain_timeout, handover=store is not None)
+        )
         if ended:
-            log.info("worker.drain_limit", ended_calls=ended)
+            log.info("worker.drain_limit", ended_calls=ended, handed_over=store is not None)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(drain, timeout=30)
         await server.aclose()
@@ -294,6 +325,41 @@ async def run_worker(settings: WorkerSettings, livekit: LiveKitSettings, *, dev:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await runner
         log.info("worker.stopped")
+
+
+def livekit_room_calls(
+    livekit: LiveKitSettings,
+) -> tuple[Callable[[str], Awaitable[bool]], Callable[[str, str], Awaitable[None]]]:
+    """The two LiveKit API calls the rescuer makes: is a human still in the room, and send
+    the agent there (the worker's own URL and keys)."""
+    from livekit import api
+
+    http_url = (
+        "http" + livekit.url.removeprefix("ws") if livekit.url.startswith("ws") else livekit.url
+    )
+
+    def client() -> api.LiveKitAPI:
+        return api.LiveKitAPI(http_url, livekit.api_key, livekit.api_secret)
+
+    async def humans(room: str) -> bool:
+        async with client() as lk:
+            try:
+                found = await lk.room.list_participants(api.ListParticipantsRequest(room=room))
+            except api.TwirpError as exc:
+                if exc.code == api.TwirpErrorCode.NOT_FOUND:
+                    return False
+                raise
+        return any(p.kind != api.ParticipantInfo.Kind.AGENT for p in found.participants)
+
+    async def dispatch(room: str, metadata: str) -> None:
+        async with client() as lk:
+            await lk.agent_dispatch.create_dispatch(
+                api.CreateAgentDispatchRequest(
+                    agent_name=livekit.agent_name, room=room, metadata=metadata
+                )
+            )
+
+    return humans, dispatch
 
 
 async def _server_failed(

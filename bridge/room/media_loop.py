@@ -10,7 +10,9 @@ So the job's own loop keeps only the room (its events, its publications), and ea
 
 - :meth:`MediaLoop.run` runs a coroutine there from any other loop and awaits its result
   (cancelling the waiter cancels it); the caller's context variables (structlog's bound
-  room, job and call ids) go with it;
+  room, job and call ids) go with it: a copy of them, or ``context`` itself when given, so
+  that what one coroutine binds (a call's id, its session's) is seen by the next ones run
+  in the same context (``bridge.pod.agent.run_job`` keeps one per call);
 - :class:`LoopBoundParticipant` is the room's participant as the call sees it: each
   publication is carried back to the room's loop, where the room's own futures live.
 
@@ -86,9 +88,11 @@ class MediaLoop:
     def running(self) -> bool:
         return self._thread.is_alive() and self._loop is not None and not self._loop.is_closed()
 
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Schedule ``coro`` on this loop, in a copy of the caller's context."""
-        context = contextvars.copy_context()
+    def submit(
+        self, coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None
+    ) -> concurrent.futures.Future[T]:
+        """Schedule ``coro`` on this loop, in ``context`` (default: a copy of the caller's)."""
+        context = context if context is not None else contextvars.copy_context()
         result: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def start() -> None:
@@ -112,11 +116,16 @@ class MediaLoop:
         self.loop.call_soon_threadsafe(start, context=context)
         return result
 
-    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on this loop and wait for it from the current one."""
+    async def run(
+        self, coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None
+    ) -> T:
+        """Run ``coro`` on this loop (in ``context`` when given) and wait for it from the
+        current one."""
         if asyncio.get_running_loop() is self._loop:
+            if context is not None:
+                return await self.loop.create_task(coro, context=context)
             return await coro
-        return await asyncio.wrap_future(self.submit(coro))
+        return await asyncio.wrap_future(self.submit(coro, context))
 
     def call_soon(self, callback: Callable[..., object], *args: Any) -> None:
         """Call ``callback(*args)`` on this loop, in a copy of the caller's context."""
