@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 
 from bridge.local.livekit_server import INSTALL_HINT, Credentials, LocalLiveKit, find_binary
+from bridge.pod.settings import child_environment
 from tests.realtime_schema import check_journal
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -90,14 +91,7 @@ def require_livekit() -> None:
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment for a subprocess: no proxies, no stray bridge or LiveKit settings."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LIVEKIT_", "BRIDGE_", "OPENAI_", "AZURE_"))
-        and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
-    }
-    env.update(NO_PROXY="*", no_proxy="*", PYTHONUNBUFFERED="1", **extra)
-    return env
+    return child_environment(fresh=True, **extra)
 
 
 @pytest.fixture(scope="session")
@@ -118,14 +112,13 @@ class SimProcess:
     journal: Path
 
 
-@pytest.fixture(scope="session")
-def realtime_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
-    require_livekit()
-    work = tmp_path_factory.mktemp("sim")
+def start_sim(work: Path, *args: str) -> SimProcess:
+    """``bridge sim`` (echo unless ``args`` say otherwise) journaling every frame in ``work``."""
     journal = work / "journal.jsonl"
     with (work / "sim.stderr").open("wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "sim", "--port", "0", "--journal", str(journal)],
+            [sys.executable, "-m", "bridge", "sim", "--port", "0", "--journal", str(journal)]
+            + list(args),
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -136,12 +129,25 @@ def realtime_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProces
     line = process.stdout.readline().decode().strip() if ready else ""
     prefix = "realtime simulator listening on "
     assert line.startswith(prefix), f"bridge sim did not start: {line!r}"
-    yield SimProcess(process, line.removeprefix(prefix), journal)
-    process.send_signal(signal.SIGTERM)
-    process.wait(10)
-    process.stdout.close()
-    checked, problems = check_journal(journal)
+    return SimProcess(process, line.removeprefix(prefix), journal)
+
+
+def stop_sim(sim: SimProcess) -> None:
+    """Stop it; every server event it journaled must validate against the SDK's models."""
+    sim.process.send_signal(signal.SIGTERM)
+    sim.process.wait(10)
+    if sim.process.stdout is not None:
+        sim.process.stdout.close()
+    checked, problems = check_journal(sim.journal)
     assert not problems, f"{len(problems)} of {checked} simulator events: {problems[:5]}"
+
+
+@pytest.fixture(scope="session")
+def realtime_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimProcess]:
+    require_livekit()
+    sim = start_sim(tmp_path_factory.mktemp("sim"))
+    yield sim
+    stop_sim(sim)
 
 
 def journal_frames(sim: SimProcess, since: float, direction: str = "in") -> list[dict[str, Any]]:

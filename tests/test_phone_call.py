@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import select
-import signal
 import subprocess
 import sys
 import time
@@ -47,10 +45,11 @@ from tests.realroom import (
     clean_env,
     journal_frames,
     require_livekit,
+    start_sim,
     start_worker,
+    stop_sim,
     stop_worker,
 )
-from tests.realtime_schema import check_journal
 
 AGENT = "bridge-phone"
 NUMBER = "+15550100"
@@ -84,25 +83,6 @@ class PhoneLab:
     rule: Any  # the SIPDispatchRuleInfo the server stored
     sim: SimProcess
     worker: Worker
-
-
-def start_sim(work: Path, *args: str) -> SimProcess:
-    journal = work / "journal.jsonl"
-    with (work / "sim.stderr").open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "sim", "--port", "0", "--journal", str(journal)]
-            + list(args),
-            cwd=REPO_ROOT,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            env=clean_env(),
-        )
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], 30)
-    line = process.stdout.readline().decode().strip() if ready else ""
-    prefix = "realtime simulator listening on "
-    assert line.startswith(prefix), f"bridge sim did not start: {line!r}"
-    return SimProcess(process, line.removeprefix(prefix), journal)
 
 
 @pytest.fixture(scope="module")
@@ -150,12 +130,7 @@ def phone_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PhoneLab]:
             finally:
                 stop_worker(worker)
         finally:
-            sim.process.send_signal(signal.SIGTERM)
-            sim.process.wait(10)
-            assert sim.process.stdout is not None
-            sim.process.stdout.close()
-        checked, problems = check_journal(sim.journal)
-        assert not problems, f"{len(problems)} of {checked} simulator events: {problems[:5]}"
+            stop_sim(sim)
 
 
 def demo_at(rate: int) -> np.ndarray:

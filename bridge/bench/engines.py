@@ -294,6 +294,19 @@ def install_plugin_hooks() -> None:
     wrap("_handle_response_done", lambda p, _c: p.response_done())
 
 
+def instrument_plugin_output(session: Any, probes: Probes) -> None:
+    """Probe an ``AgentSession``'s audio output: its source, and each playback's start."""
+    output = session._room_io._audio_output
+    instrument_source(output._audio_source, probes)
+    playback_started = output.on_playback_started
+
+    def started(**kwargs: Any) -> None:
+        probes.item_started("")  # the plugin does not say which item
+        playback_started(**kwargs)
+
+    output.on_playback_started = started
+
+
 def plugin_settings(sim_url: str, profile: Profile) -> dict[str, Any]:
     """``RealtimeModel`` keywords that make the plugin's session the same as ours: the same
     model, voice, server VAD, noise reduction, no input transcription, audio out only."""
@@ -345,16 +358,7 @@ class PluginEngine:
         session.on("error", self._on_error)
         room: Any = BenchRoom(participant, BenchCaller(caller.identity, caller.track))
         await session.start(Agent(instructions=self.profile.session.instructions), room=room)
-        room_io: Any = session._room_io
-        output = room_io._audio_output
-        instrument_source(output._audio_source, probes)
-        playback_started = output.on_playback_started
-
-        def started(**kwargs: Any) -> None:
-            probes.item_started("")  # the plugin does not say which item
-            playback_started(**kwargs)
-
-        output.on_playback_started = started
+        instrument_plugin_output(session, probes)
 
     def _on_error(self, event: Any) -> None:
         self._errors.append({"code": type(event.error).__name__, "message": str(event.error)})

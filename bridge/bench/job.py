@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from livekit import rtc
 
-from bridge.bench.engines import AGENT_RATE, Engine, Probes, instrument_source, make_engine
+from bridge.bench.engines import AGENT_RATE, Engine, Probes, make_engine
 from bridge.bench.meter import barge_in_silences, truncation_errors, voice_to_voice
 from bridge.bench.pattern import CallerScript, PatternOptions
 from bridge.bench.plugin_room import BenchParticipant
@@ -301,7 +301,12 @@ async def _plugin_in_room(
     from livekit.agents import Agent, AgentSession
     from livekit.plugins.openai import realtime
 
-    from bridge.bench.engines import _CURRENT, install_plugin_hooks, plugin_settings
+    from bridge.bench.engines import (
+        _CURRENT,
+        install_plugin_hooks,
+        instrument_plugin_output,
+        plugin_settings,
+    )
     from bridge.call.profiles import ProfileSet
     from bridge.pod.agent import connect_room
 
@@ -317,16 +322,7 @@ async def _plugin_in_room(
     session.on("error", lambda e: errors.append({"code": type(e.error).__name__}))
     session.on("close", lambda _e: closed.set())
     await session.start(Agent(instructions=profile.session.instructions), room=ctx.room)
-    room_io: Any = session._room_io  # its audio output's source, for the probes
-    output = room_io._audio_output
-    instrument_source(output._audio_source, probes)
-    playback_started = output.on_playback_started
-
-    def started(**kwargs: Any) -> None:
-        probes.item_started("")  # the plugin does not say which item
-        playback_started(**kwargs)
-
-    output.on_playback_started = started
+    instrument_plugin_output(session, probes)
     await closed.wait()  # RoomIO closes the session when the caller leaves
     with contextlib.suppress(Exception):
         await model.aclose()

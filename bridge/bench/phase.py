@@ -25,6 +25,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,76 @@ async def _until(condition: Any, timeout: float, what: str) -> None:
         await asyncio.sleep(0.1)
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """CPU and memory of the process tree over a phase's measured window."""
+
+    seconds: float
+    cpu_percent: float
+    processes: int
+    rss_peak_mb: float
+    memory_peak_mb: float
+
+
+async def _measure(meter: TreeMeter, config: PhaseConfig, running: Callable[[], int]) -> Window:
+    """After the warm-up, ``config.duration_s`` of the tree's CPU and memory, with progress
+    lines (``running``: the calls still on)."""
+    await asyncio.sleep(config.warmup_s)
+    cpu0, t0 = meter.cpu_seconds(), time.monotonic()
+    rss_peak = total_peak = 0.0
+    while (elapsed := time.monotonic() - t0) < config.duration_s:
+        rss, total = meter.memory_mb()
+        rss_peak, total_peak = max(rss_peak, rss), max(total_peak, total)
+        cpu = meter.cpu_seconds()
+        used = sum(cpu[p] - cpu0[p] for p in cpu if p in cpu0)
+        _emit(
+            "progress",
+            {
+                "elapsed_s": round(elapsed, 1),
+                "calls": running(),
+                "cpu_percent": round(100 * used / max(elapsed, 1e-3), 1),
+                "memory_mb": round(total, 1),
+            },
+        )
+        await asyncio.sleep(min(1.0, max(config.duration_s - elapsed, 0.01)))
+    cpu1, t1 = meter.cpu_seconds(), time.monotonic()
+    used = sum(cpu1[p] - cpu0[p] for p in cpu1 if p in cpu0)
+    return Window(t1 - t0, 100 * used / (t1 - t0), len(cpu1), rss_peak, total_peak)
+
+
+async def _stop(out_dir: Path, config: PhaseConfig) -> None:
+    """Ask the calls to end, and wait for their figures (one that never ends: reported)."""
+    request_stop(out_dir)
+    with contextlib.suppress(TimeoutError):
+        await _until(
+            lambda: _count(out_dir, "result-") >= config.sessions,
+            END_TIMEOUT_S,
+            "the calls to end",
+        )
+
+
+def _figures(
+    config: PhaseConfig,
+    window: Window,
+    base: tuple[float, float, float],
+    calls: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A phase's result (``base``: RSS before any call, RSS and tree memory after the first)."""
+    rss_base, rss_one, total_one = base
+    return {
+        "config": asdict(config),
+        "window_s": round(window.seconds, 3),
+        "cpu_percent": round(window.cpu_percent, 2),
+        "processes": window.processes,
+        "rss_mb_base": round(rss_base, 1),
+        "rss_mb_one": round(rss_one, 1),
+        "memory_mb_one": round(total_one, 1),
+        "rss_mb_peak": round(window.rss_peak_mb, 1),
+        "memory_mb_peak": round(window.memory_peak_mb, 1),
+        "calls": calls,
+    }
+
+
 async def run_phase(config: PhaseConfig) -> dict[str, Any]:
     if config.room == "livekit":
         return await run_room_phase(config)
@@ -210,34 +281,10 @@ async def run_phase(config: PhaseConfig) -> dict[str, Any]:
             config.start_timeout_s,
             f"{config.sessions} calls",
         )
-        await asyncio.sleep(config.warmup_s)
-        cpu0, t0 = meter.cpu_seconds(), time.monotonic()
-        rss_peak = total_peak = 0.0
-        while (elapsed := time.monotonic() - t0) < config.duration_s:
-            rss, total = meter.memory_mb()
-            rss_peak, total_peak = max(rss_peak, rss), max(total_peak, total)
-            running = config.sessions - _count(out_dir, "result-")
-            cpu = meter.cpu_seconds()
-            used = sum(cpu[p] - cpu0[p] for p in cpu if p in cpu0)
-            _emit(
-                "progress",
-                {
-                    "elapsed_s": round(elapsed, 1),
-                    "calls": running,
-                    "cpu_percent": round(100 * used / max(elapsed, 1e-3), 1),
-                    "memory_mb": round(total, 1),
-                },
-            )
-            await asyncio.sleep(min(1.0, max(config.duration_s - elapsed, 0.01)))
-        cpu1, t1 = meter.cpu_seconds(), time.monotonic()
-        processes = len(cpu1)
-        request_stop(out_dir)
-        with contextlib.suppress(TimeoutError):  # a call that never ends is reported below
-            await _until(
-                lambda: _count(out_dir, "result-") >= config.sessions,
-                END_TIMEOUT_S,
-                "the calls to end",
-            )
+        window = await _measure(
+            meter, config, lambda: config.sessions - _count(out_dir, "result-")
+        )
+        await _stop(out_dir, config)
     finally:
         request_stop(out_dir)
         with contextlib.suppress(Exception):
@@ -245,23 +292,11 @@ async def run_phase(config: PhaseConfig) -> dict[str, Any]:
         runner.cancel()
         with contextlib.suppress(BaseException):
             await runner
-    used = sum(cpu1[p] - cpu0[p] for p in cpu1 if p in cpu0)
     calls = [
         json.loads(p.read_text(encoding="utf-8")) for p in sorted(out_dir.glob("result-*.json"))
     ]
     calls += [_unfinished(config) for _ in range(config.sessions - len(calls))]
-    return {
-        "config": asdict(config),
-        "window_s": round(t1 - t0, 3),
-        "cpu_percent": round(100 * used / (t1 - t0), 2),
-        "processes": processes,
-        "rss_mb_base": round(rss_base, 1),
-        "rss_mb_one": round(rss_one, 1),
-        "memory_mb_one": round(total_one, 1),
-        "rss_mb_peak": round(rss_peak, 1),
-        "memory_mb_peak": round(total_peak, 1),
-        "calls": calls,
-    }
+    return _figures(config, window, (rss_base, rss_one, total_one), calls)
 
 
 async def run_room_phase(config: PhaseConfig) -> dict[str, Any]:
@@ -333,33 +368,8 @@ async def run_room_phase(config: PhaseConfig) -> dict[str, Any]:
             config.start_timeout_s,
             f"{config.sessions} calls",
         )
-        await asyncio.sleep(config.warmup_s)
-        cpu0, t0 = meter.cpu_seconds(), time.monotonic()
-        rss_peak = total_peak = 0.0
-        while (elapsed := time.monotonic() - t0) < config.duration_s:
-            rss, total = meter.memory_mb()
-            rss_peak, total_peak = max(rss_peak, rss), max(total_peak, total)
-            cpu = meter.cpu_seconds()
-            used = sum(cpu[p] - cpu0[p] for p in cpu if p in cpu0)
-            _emit(
-                "progress",
-                {
-                    "elapsed_s": round(elapsed, 1),
-                    "calls": len(server.active_jobs),
-                    "cpu_percent": round(100 * used / max(elapsed, 1e-3), 1),
-                    "memory_mb": round(total, 1),
-                },
-            )
-            await asyncio.sleep(min(1.0, max(config.duration_s - elapsed, 0.01)))
-        cpu1, t1 = meter.cpu_seconds(), time.monotonic()
-        processes = len(cpu1)
-        request_stop(out_dir)
-        with contextlib.suppress(TimeoutError):  # a job that never ends is reported missing
-            await _until(
-                lambda: _count(out_dir, "result-") >= config.sessions,
-                END_TIMEOUT_S,
-                "the calls to end",
-            )
+        window = await _measure(meter, config, lambda: len(server.active_jobs))
+        await _stop(out_dir, config)
     finally:
         request_stop(out_dir)
         with contextlib.suppress(Exception):
@@ -367,19 +377,7 @@ async def run_room_phase(config: PhaseConfig) -> dict[str, Any]:
         runner.cancel()
         with contextlib.suppress(BaseException):
             await runner
-    used = sum(cpu1[p] - cpu0[p] for p in cpu1 if p in cpu0)
-    return {
-        "config": asdict(config),
-        "window_s": round(t1 - t0, 3),
-        "cpu_percent": round(100 * used / (t1 - t0), 2),
-        "processes": processes,
-        "rss_mb_base": round(rss_base, 1),
-        "rss_mb_one": round(rss_one, 1),
-        "memory_mb_one": round(total_one, 1),
-        "rss_mb_peak": round(rss_peak, 1),
-        "memory_mb_peak": round(total_peak, 1),
-        "calls": [],
-    }
+    return _figures(config, window, (rss_base, rss_one, total_one), [])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,6 +43,7 @@ from typing import Any
 
 from bridge.errors import BridgeError
 from bridge.local.livekit_server import Credentials, LocalLiveKit, Ports
+from bridge.pod.settings import child_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AGENT_NAME = "bridge-cluster"
@@ -54,17 +55,6 @@ NODE_PORT_STEP = 10  # node k: 7880 + 10k (signalling), 7881 + 10k (TCP), 7882 +
 class ClusterError(BridgeError):
     """A part of the local cluster did not start."""
 
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment for a part: no proxies, no stray bridge, LiveKit or OpenAI settings."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LIVEKIT_", "BRIDGE_", "OPENAI_", "AZURE_"))
-        and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
-    }
-    env.update(NO_PROXY="*", no_proxy="*", PYTHONUNBUFFERED="1", **extra)
-    return env
 
 
 def _wait(condition: Any, what: str, process: subprocess.Popen[bytes], timeout: float) -> None:
@@ -135,7 +125,11 @@ class SimServer:
             argv += ["--journal", str(self.journal)]
         with (self.workdir / "sim.stderr").open("ab") as stderr:
             self.process = subprocess.Popen(
-                argv, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=stderr, env=clean_env()
+                argv,
+                cwd=REPO_ROOT,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env=child_environment(fresh=True),
             )
         assert self.process.stdout is not None
         line = self.process.stdout.readline().decode().strip()
@@ -326,7 +320,8 @@ class LocalCluster:
         self._spawned += 1
         node = self.nodes[index % len(self.nodes)]
         cpus = sorted(os.sched_getaffinity(0))
-        worker_env = clean_env(
+        worker_env = child_environment(
+            fresh=True,
             LIVEKIT_URL=node.credentials.url,
             LIVEKIT_API_KEY=node.credentials.api_key,
             LIVEKIT_API_SECRET=self.secret,

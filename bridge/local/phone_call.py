@@ -57,6 +57,7 @@ from bridge.local.phone_caller import PhoneCaller
 from bridge.local.phone_routing import PhoneRoute, connect_number
 from bridge.local.redis_server import LocalRedis
 from bridge.local.wavfile import read_wav, write_wav
+from bridge.pod.settings import child_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AGENT = "bridge-phone-call"
@@ -81,16 +82,6 @@ class Lab:
     worker_log: Path
     route: PhoneRoute
 
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LIVEKIT_", "BRIDGE_", "OPENAI_", "AZURE_"))
-        and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
-    }
-    env.update(NO_PROXY="*", no_proxy="*", PYTHONUNBUFFERED="1", **extra)
-    return env
 
 
 @contextmanager
@@ -146,7 +137,7 @@ def phone_lab(work: Path, args: argparse.Namespace) -> Iterator[Lab]:
                 [sys.executable, "-m", "bridge", "sim", "--port", "0", "--journal", str(journal)]
                 + sim_args,
                 work / "sim.log",
-                _clean_env(),
+                child_environment(fresh=True),
             )
         )
         assert sim.stdout is not None
@@ -169,7 +160,11 @@ def phone_lab(work: Path, args: argparse.Namespace) -> Iterator[Lab]:
         if args.profiles:
             settings["BRIDGE_PROFILES"] = str(Path(args.profiles).resolve())
         worker = stack.enter_context(
-            _process([sys.executable, "-m", "bridge", "start"], worker_log, _clean_env(**settings))
+            _process(
+                [sys.executable, "-m", "bridge", "start"],
+                worker_log,
+                child_environment(fresh=True, **settings),
+            )
         )
         deadline = time.monotonic() + 90
         while not _ready(METRICS_PORT):

@@ -356,15 +356,24 @@ def bench_job(env: Mapping[str, str] | None = None) -> str:
     return value
 
 
-def child_environment(**overrides: str) -> dict[str, str]:
+def child_environment(*, fresh: bool = False, **overrides: str) -> dict[str, str]:
     """This process's environment for a child process, without proxy settings (everything
-    the bridge's children reach is local or named explicitly), with ``overrides``."""
+    the bridge's children reach is local or named explicitly), with ``overrides``.
+
+    ``fresh``: without any bridge, LiveKit or Realtime setting either, and unbuffered: a part
+    (a worker, a simulator) started with exactly the settings given.
+    """
+    settings = ("LIVEKIT_", "BRIDGE_", "OPENAI_", "AZURE_") if fresh else ()
     env = {
         k: v
         for k, v in os.environ.items()
         if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
+        and not k.startswith(settings)
     }
-    env.update(NO_PROXY="*", no_proxy="*", **overrides)
+    env.update(NO_PROXY="*", no_proxy="*")
+    if fresh:
+        env["PYTHONUNBUFFERED"] = "1"
+    env.update(overrides)
     return env
 
 
