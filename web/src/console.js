@@ -158,7 +158,7 @@ class Call {
     this.join = join;
     this.microphone = microphone;
     this.processing = processing;
-    this.room = new Room({ adaptiveStream: false, dynacast: false });
+    this.room = null; // made in start(), on this call's AudioContext
     this.subscriptions = [];
     this.agent = undefined;
     this.agentAttributes = {};
@@ -188,7 +188,16 @@ class Call {
     this.levels.port.onmessage = (event) => this.onLevels(event.data);
     this.levels.connect(this.audio.destination); // silent output: keeps the worklet running
 
-    const room = this.room;
+    // With the browser's audio processing off (headphones, measuring), the agent is played
+    // through this AudioContext (livekit-client's webAudioMix): the levels and the recording
+    // are then taken on exactly what is played. With it on, an audio element plays it, as
+    // the browser's echo canceller expects, and the levels come from a tap of the same track
+    // (Chromium's remote-track-to-WebAudio path may add a little delay of its own).
+    const room = (this.room = new Room({
+      adaptiveStream: false,
+      dynacast: false,
+      webAudioMix: this.processing ? false : { audioContext: this.audio },
+    }));
     this.subscriptions.push(
       connectedParticipantsObserver(room).subscribe((participants) => this.findAgent(participants)),
       setupTextStream(room, DataTopic.TRANSCRIPTION).subscribe((streams) => {
@@ -498,22 +507,25 @@ window.bridgeConsole = {
   states: () => call?.states ?? [],
   turns: () => call?.meter.turns ?? [],
   windowMs: WINDOW_MS,
-  // This browser's jitter buffer for the agent's track: mean delay so far, ms (WebRTC stats).
-  jitterBufferMs: async () => {
-    let delay = 0;
-    let count = 0;
+  // How this browser received the agent's track so far (WebRTC stats of its inbound-rtp):
+  // the jitter buffer's mean delay and the audio it had to conceal (packets late or lost), ms.
+  receiveStats: async () => {
+    const found = { jitterBufferMs: 0, concealedMs: 0, packetsLost: 0 };
     for (const participant of call?.room.remoteParticipants.values() ?? []) {
       for (const publication of participant.trackPublications.values()) {
         const report = await publication.track?.getRTCStatsReport();
         report?.forEach((s) => {
-          if (s.type === 'inbound-rtp' && s.kind === 'audio') {
-            delay += s.jitterBufferDelay;
-            count += s.jitterBufferEmittedCount;
+          if (s.type !== 'inbound-rtp' || s.kind !== 'audio') return;
+          if (s.jitterBufferEmittedCount) {
+            found.jitterBufferMs = (1000 * s.jitterBufferDelay) / s.jitterBufferEmittedCount;
           }
+          const rate = s.totalSamplesReceived / s.totalSamplesDuration || 48000;
+          found.concealedMs = (1000 * (s.concealedSamples - s.silentConcealedSamples)) / rate;
+          found.packetsLost = s.packetsLost;
         });
       }
     }
-    return count ? (1000 * delay) / count : 0;
+    return found;
   },
   recording: () =>
     call && RECORD
