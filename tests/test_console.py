@@ -131,6 +131,19 @@ async def test_join_answers_400_or_502_with_a_message(client: TestClient[Any, An
     assert reply.status == 404
 
 
+async def test_a_join_too_large_for_the_worker_is_refused() -> None:
+    long = "Be brief. " * 900  # a valid instructions override, but over 8 KiB of metadata
+    profiles = ProfileSet.parse(
+        PROFILES.replace('overridable = ["voice", "speed"]', 'overridable = ["instructions"]'),
+        "profiles.toml",
+    )
+    settings = LiveKitSettings(url=DEAD, api_key="console-key", api_secret=SECRET)
+    rooms = Rooms(settings, profiles, "bridge-test")
+    with pytest.raises(JoinRefused) as caught:
+        await rooms.join({"profile": "browser-test", "overrides": {"instructions": long}})
+    assert "larger than 8192 bytes" in str(caught.value)
+
+
 async def test_the_page_is_served_when_built(client: TestClient[Any, Any]) -> None:
     reply = await client.get("/")
     if built():

@@ -37,7 +37,12 @@ import aiohttp
 import structlog
 from livekit import api
 
-from bridge.call.profiles import DEFAULT_PROFILE, ProfileSet, override_problem
+from bridge.call.profiles import (
+    DEFAULT_PROFILE,
+    MAX_METADATA_BYTES,
+    ProfileSet,
+    override_problem,
+)
 from bridge.errors import BridgeError
 from bridge.pod.settings import LiveKitSettings
 
@@ -119,7 +124,9 @@ def check_request(profiles: ProfileSet, body: Any) -> JoinRequest:
             )
         problem = override_problem(profile, key, value)
         if problem is not None:
-            raise JoinRefused(f"override {key!r} = {json.dumps(value)}: {problem}")
+            shown = json.dumps(value)
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise JoinRefused(f"override {key!r} = {shown}: {problem}")
     return JoinRequest(name, dict(overrides))
 
 
@@ -166,6 +173,11 @@ class Rooms:
         room = f"console-{secrets.token_hex(4)}"
         identity = f"console-{secrets.token_hex(3)}"
         metadata = dispatch_metadata(request, identity)
+        if len(metadata.encode("utf-8")) > MAX_METADATA_BYTES:  # the worker would ignore it all
+            raise JoinRefused(
+                f"the overrides make the dispatch metadata larger than {MAX_METADATA_BYTES}"
+                " bytes, more than the worker accepts"
+            )
         async with _reaching(self.url):
             async with self._api() as lk:
                 await lk.room.create_room(
@@ -267,7 +279,6 @@ def public_profiles(profiles: ProfileSet) -> list[dict[str, Any]]:
         listed.append(
             {
                 "name": name,
-                "voice": session.voice,
                 "overridable": sorted(profile.overridable),
                 "values": {
                     key: profile.raw.get(key, values.get(key))
