@@ -8,13 +8,14 @@ every path that does not need a room is checked in milliseconds.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bridge import cli
 from bridge.call.profiles import ProfileSet
 from bridge.console.assets import BUILD_HINT, built
 from bridge.console.joins import (
@@ -27,7 +28,7 @@ from bridge.console.joins import (
 )
 from bridge.console.server import console_app
 from bridge.pod.settings import LiveKitSettings
-from tests.realroom import PROFILES
+from tests.realroom import PROFILES, REPO_ROOT, clean_env
 
 SECRET = "console-test-secret-0123456789abcdef"
 DEAD = "ws://127.0.0.1:9"  # the discard port: nothing answers
@@ -154,17 +155,25 @@ async def test_the_page_is_served_when_built(client: TestClient[Any, Any]) -> No
         assert BUILD_HINT in await reply.text()
 
 
-def test_the_command_needs_livekit_settings_and_an_agent_name(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    for name in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "LIVEKIT_AGENT_NAME"):
-        monkeypatch.delenv(name, raising=False)
-    assert cli.main(["console"]) == 2
-    assert "LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET are not set" in capsys.readouterr().err
-    monkeypatch.setenv("LIVEKIT_URL", DEAD)
-    monkeypatch.setenv("LIVEKIT_API_KEY", "console-key")
-    monkeypatch.setenv("LIVEKIT_API_SECRET", SECRET)
-    assert cli.main(["console"]) == 2
-    error = capsys.readouterr().err
-    assert "set LIVEKIT_AGENT_NAME (as the worker has it) or pass --agent-name" in error
-    assert SECRET not in error
+def console_command(**env: str) -> subprocess.CompletedProcess[str]:
+    """``bridge console`` as a user runs it (a subprocess), with only ``env`` set."""
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", "console", "--port", "0"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(**env),
+    )
+
+
+def test_the_command_needs_livekit_settings_and_an_agent_name() -> None:
+    missing = console_command()
+    assert missing.returncode == 2
+    assert "LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET are not set" in missing.stderr
+    unnamed = console_command(
+        LIVEKIT_URL=DEAD, LIVEKIT_API_KEY="console-key", LIVEKIT_API_SECRET=SECRET
+    )
+    assert unnamed.returncode == 2
+    assert "set LIVEKIT_AGENT_NAME (as the worker has it) or pass --agent-name" in unnamed.stderr
+    assert SECRET not in unnamed.stderr + unnamed.stdout

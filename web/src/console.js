@@ -153,6 +153,11 @@ function chosenOverrides() {
 
 // ------------------------------------------------------------------ one call
 
+// Each caption's lk.transcription_final, as one string (to notice a trailer's arrival).
+function finalsOf(captions) {
+  return captions.map((s) => s.streamInfo.attributes?.[ParticipantAgentAttributes.TranscriptionFinal]).join();
+}
+
 class Call {
   constructor(join, { microphone, processing }) {
     this.join = join;
@@ -289,7 +294,9 @@ class Call {
 
   hearAgent(track) {
     if (this.agentElement) return;
-    this.agentElement = track.attach(); // plays it (and keeps Chromium delivering its audio)
+    // Plays it: an audio element, or (webAudioMix) a muted element and this.audio; either way
+    // the element keeps Chromium delivering the track's audio into WebAudio for the levels.
+    this.agentElement = track.attach();
     this.agentElement.id = 'agent-audio';
     document.body.append(this.agentElement);
     const source = this.audio.createMediaStreamSource(new MediaStream([track.mediaStreamTrack]));
@@ -313,8 +320,7 @@ class Call {
   onLevels({ first, peaks, mic, agent }) {
     // A caption's trailer (lk.transcription_final "true") lands on its stream's info after the
     // last chunk, when the helpers emit nothing more: look again with every batch of levels.
-    const finals = this.captions.map((s) => s.streamInfo.attributes?.[ParticipantAgentAttributes.TranscriptionFinal]).join();
-    if (finals !== this.renderedFinals) this.render();
+    if (finalsOf(this.captions) !== this.renderedFinals) this.render();
     for (let i = 0; i < peaks.length / 2; i++) {
       const changed = this.meter.push(first + i, peaks[2 * i], peaks[2 * i + 1]);
       if (changed.length) this.renderFigures();
@@ -335,7 +341,7 @@ class Call {
   }
 
   render() {
-    this.renderedFinals = this.captions.map((s) => s.streamInfo.attributes?.[ParticipantAgentAttributes.TranscriptionFinal]).join();
+    this.renderedFinals = finalsOf(this.captions);
     const entries = [];
     for (const stream of this.captions) {
       const attributes = stream.streamInfo.attributes ?? {};
