@@ -27,6 +27,7 @@ from bridge.console.joins import (
     public_profiles,
 )
 from bridge.console.server import console_app
+from bridge.local.livekit_server import Credentials
 from bridge.pod.settings import LiveKitSettings
 from tests.realroom import PROFILES, REPO_ROOT, clean_env
 
@@ -177,3 +178,14 @@ def test_the_command_needs_livekit_settings_and_an_agent_name() -> None:
     assert unnamed.returncode == 2
     assert "set LIVEKIT_AGENT_NAME (as the worker has it) or pass --agent-name" in unnamed.stderr
     assert SECRET not in unnamed.stderr + unnamed.stdout
+
+
+async def test_a_refused_key_is_named_as_such(livekit: Credentials, profiles: ProfileSet) -> None:
+    """Against the real server, a secret that is not the server's: 502, saying so."""
+    settings = LiveKitSettings(url=livekit.url, api_key=livekit.api_key, api_secret=SECRET)
+    rooms = Rooms(settings, profiles, "bridge-test")
+    with pytest.raises(JoinRefused) as caught:
+        await rooms.join({"profile": "browser-test"})
+    assert caught.value.status == 502
+    assert str(caught.value).startswith(f"LiveKit at {livekit.url} refused the API key")
+    assert SECRET not in str(caught.value) and livekit.api_secret not in str(caught.value)
