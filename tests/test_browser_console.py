@@ -98,6 +98,13 @@ def start_console(
     return Console(process, line.removeprefix(prefix), log)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def browser_available() -> None:
+    """Before anything starts: skip (locally) or fail (CI) without the server or the browser."""
+    require_livekit()
+    require_browser()
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("browser")
@@ -105,8 +112,6 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def chromium(work: Path) -> Iterator[Chromium]:
-    require_livekit()
-    require_browser()
     mic = work / "caller-48k.wav"  # Chromium's fake capture takes 16-bit PCM
     write_wav(mic, demo_at(RATE), RATE)
     browser = Chromium(work / "chromium", fake_audio=mic)
@@ -116,7 +121,6 @@ def chromium(work: Path) -> Iterator[Chromium]:
 
 @pytest.fixture(scope="module")
 def console(work: Path, livekit: Credentials, bridge_worker: Worker) -> Iterator[Console]:
-    require_browser()
     server = start_console(work, livekit, name="main")
     yield server
     server.stop()
