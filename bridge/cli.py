@@ -1,4 +1,5 @@
-"""The ``bridge`` command line: ``start``, ``dev``, ``sim``, ``try``, ``demo``, ``bench``.
+"""The ``bridge`` command line: ``start``, ``dev``, ``sim``, ``try``, ``demo``, ``bench``,
+``console``.
 
 Each subcommand lives in its own module under ``bridge.commands`` with ``add_arguments`` and
 ``run``. Those modules import heavy packages (``livekit``) inside ``run`` only, so building the
@@ -21,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "try": ("try_call", "one conversation through the real pipeline, a WAV file as the caller"),
     "demo": ("demo", "`bridge try` on the bundled caller recording (with a barge-in)"),
     "bench": ("bench", "capacity and latency, side by side with LiveKit Agents' OpenAI plugin"),
+    "console": ("console", "a local web page: talk to the agent with the browser's microphone"),
 }
 
 

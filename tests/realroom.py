@@ -59,6 +59,17 @@ overridable = ["voice"]
 type = "server_vad"
 silence_duration_ms = 400
 
+[profiles.browser-test]
+instructions = "Say back what you hear; captions both ways."
+voice = "cedar"
+input = "linked"
+overridable = ["voice", "speed"]
+[profiles.browser-test.turn_detection]
+type = "server_vad"
+silence_duration_ms = 400
+[profiles.browser-test.input_transcription]
+model = "gpt-4o-mini-transcribe"
+
 [profiles.mix-test]
 instructions = "Everyone in the room is heard."
 voice = "sage"

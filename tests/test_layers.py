@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Packages, bottom first: a module may import its own package and those below it.
 PACKAGES = ("resampling", "sessions", "bridge")
 # Rooms of bridge/, bottom first; a room may import itself and the rooms below it.
-BRIDGE_ROOMS = ("shared", "room", "call", "pod", "local", "bench", "cli")
+BRIDGE_ROOMS = ("shared", "room", "call", "pod", "local", "bench", "console", "cli")
 SHARED = frozenset({"errors", "logs", "heap", "metrics", "__init__"})
 CLI = frozenset({"cli", "commands", "__main__"})
 NO_LIVEKIT = frozenset({"resampling", "sessions"})

@@ -467,8 +467,14 @@ class Call:
             self._grace = None
 
     def on_chat(self, identity: str, text: str) -> None:
-        """A message typed on ``lk.chat``: interrupt the agent, then answer it."""
-        if self.profile.input_mode == "linked" and identity != self.input.linked:
+        """A message typed on ``lk.chat``: interrupt the agent, then answer it.
+
+        In ``linked`` mode only the linked caller's messages count; until someone is linked,
+        the caller dispatch metadata names (a browser's text can reach the agent before the
+        server's word that the browser joined, when it publishes no track).
+        """
+        linked = self.input.linked or self.input.requested_identity
+        if self.profile.input_mode == "linked" and identity != linked:
             log.info("call.chat_ignored", reason="not the linked participant")
             return
         self._take_turn(self.realtime.turns.chat(text))

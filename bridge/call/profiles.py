@@ -281,30 +281,13 @@ def apply_overrides(
     allowed: dict[str, Any] = {}
     tool_names: list[str] | None = None
     for key, value in overrides.items():
-        if key not in profile.overridable:
-            refused.append(
-                f"dispatch metadata, field {key!r}: not overridable in profile"
-                f" {profile.name!r}; ignored"
-            )
-            continue
-        if key == "tools":
-            problem = _tools_override_problem(profile, value)
-            if problem:
-                refused.append(f"dispatch metadata, field 'tools': {problem}; ignored")
-            else:
-                tool_names = list(value)
-            continue
-        try:  # validate each field on its own, so one bad value spoils nothing else
-            build_profile(
-                profile.name,
-                {**profile.raw, key: value},
-                "dispatch metadata",
-                declared=profile.declared,
-            )
-        except ProfileError as exc:
-            refused.append(f"dispatch metadata, field {key!r}: {exc.message}; ignored")
-            continue
-        allowed[key] = value
+        problem = override_problem(profile, key, value)
+        if problem is not None:
+            refused.append(f"dispatch metadata, field {key!r}: {problem}; ignored")
+        elif key == "tools":
+            tool_names = list(value)
+        else:
+            allowed[key] = value
     if allowed:
         profile = build_profile(
             profile.name, {**profile.raw, **allowed}, source, declared=profile.declared
@@ -315,6 +298,31 @@ def apply_overrides(
         declarations = tuple(tool.declaration for tool in profile.toolbox().values())
         profile = replace(profile, session=replace(profile.session, tools=declarations))
     return profile, refused
+
+
+def override_problem(profile: Profile, key: str, value: Any) -> str | None:
+    """Why dispatch metadata may not set ``key`` to ``value`` in ``profile`` (``None``: it may).
+
+    Each field is validated on its own, so one bad value spoils nothing else: a field the
+    profile does not list in ``overridable``, a value the profile's models refuse (a voice
+    that does not exist, a speed of 7), tools that are not names of built-ins or of tools the
+    profile declares. ``bridge console`` refuses a join on any of them; the worker ignores the
+    field (:func:`apply_overrides`).
+    """
+    if key not in profile.overridable:
+        return f"not overridable in profile {profile.name!r}"
+    if key == "tools":
+        return _tools_override_problem(profile, value)
+    try:
+        build_profile(
+            profile.name,
+            {**profile.raw, key: value},
+            "dispatch metadata",
+            declared=profile.declared,
+        )
+    except ProfileError as exc:
+        return exc.message
+    return None
 
 
 def _tools_override_problem(profile: Profile, value: Any) -> str | None:
