@@ -220,6 +220,7 @@ def start_worker(
     profiles = work / "profiles.toml"
     profiles.write_text(profiles_text)
     log = work / f"worker-{metrics_port}.log"
+    settings.setdefault("BRIDGE_LIVEKIT_HEALTH_PORT", "0")  # 8081 is one per namespace
     env = clean_env(
         LIVEKIT_URL=livekit.url,
         LIVEKIT_API_KEY=livekit.api_key,
