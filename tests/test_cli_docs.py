@@ -23,6 +23,7 @@ TABLES = {
     "`bridge start` and `bridge dev` (": ("start", "dev"),
     "`bridge sim`:": ("sim",),
     "`bridge bench`:": ("bench",),
+    "`bridge console` (": ("console",),
 }
 
 

@@ -9,7 +9,7 @@ iproute2 needed, as for every real-room run here):
 
 - Redis (Debian's ``redis-server``) on the namespace's loopback, no persistence;
 - ``--nodes`` ``livekit-server`` processes sharing it, each with its own ports (signalling
-  7880, 7890, ...; one UDP mux port each), bound to the namespace's veth address, one key;
+  7980, 7990, ...; one UDP mux port each), bound to the namespace's veth address, one key;
 - a ``bridge sim`` (the Realtime simulator, echo) standing in for the Realtime API;
 - ``--workers`` ``bridge start`` processes, each pinned to one CPU (``sched_setaffinity``,
   what the static CPU manager policy gives a Guaranteed pod), each registered with one node
@@ -49,7 +49,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 AGENT_NAME = "bridge-cluster"
 REDIS_PORT = 6379
 METRICS_BASE_PORT = 9200
-NODE_PORT_STEP = 10  # node k: 7880 + 10k (signalling), 7881 + 10k (TCP), 7882 + 10k (UDP)
+NODE_PORT_STEP = 10  # node k: its ports 10k above node 0's
+NODE_PORT_OFFSET = 100  # node 0: 7980 (signalling), 7981 (TCP), 7982 (UDP): clear of a 7880 one
 
 
 class ClusterError(BridgeError):
@@ -257,6 +258,7 @@ class ClusterConfig:
     empty_room_grace: float = 2.0
     redis_port: int = REDIS_PORT
     metrics_base_port: int = METRICS_BASE_PORT
+    node_port_offset: int = NODE_PORT_OFFSET
     extra_env: tuple[tuple[str, str], ...] = ()
 
 
@@ -277,7 +279,7 @@ class LocalCluster:
             LocalLiveKit(
                 workdir / f"node{k}",
                 bind=bind,
-                ports=Ports().shifted(NODE_PORT_STEP * k),
+                ports=Ports().shifted(config.node_port_offset + NODE_PORT_STEP * k),
                 redis=self.redis.address,
                 name=f"livekit-node{k}",
                 api_secret=self.secret,

@@ -166,6 +166,8 @@ class LocalLiveKit:
 
     def start(self) -> None:
         """Start the server and wait until it answers ``GET /`` (raises with its log's tail)."""
+        if self._answers():  # another server: its answers would pass for ours
+            raise LocalServerError(f"something already answers on {self.credentials.url}")
         self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / f"{self.name}.yaml"
         config.write_text(

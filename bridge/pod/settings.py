@@ -39,7 +39,8 @@ anything). ``LIVEKIT_URL`` must be a ``ws``, ``wss``, ``http`` or ``https`` URL 
 Process plumbing, not settings: ``BRIDGE_SIM_JOURNAL`` (the test suite asks every simulator to
 journal its frames), ``BRIDGE_BENCH_JOB`` (``bridge bench`` hands a phase's settings to its
 jobs), ``LIVEKIT_AGENTS_PRELOAD_LOCAL_INFERENCE`` (set for livekit-agents, which reads it), and
-the environment handed to child processes (:func:`child_environment`).
+the environment handed to child processes (:func:`child_environment`: no proxies,
+``PYTHONUNBUFFERED`` for a part whose output is read as it comes).
 """
 
 from __future__ import annotations
@@ -363,12 +364,12 @@ def child_environment(*, fresh: bool = False, **overrides: str) -> dict[str, str
     ``fresh``: without any bridge, LiveKit or Realtime setting either, and unbuffered: a part
     (a worker, a simulator) started with exactly the settings given.
     """
-    settings = ("LIVEKIT_", "BRIDGE_", "OPENAI_", "AZURE_") if fresh else ()
+    settings = ("livekit_", "bridge_", "openai_", "azure_") if fresh else ()
     env = {
         k: v
         for k, v in os.environ.items()
         if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
-        and not k.startswith(settings)
+        and not k.lower().startswith(settings)
     }
     env.update(NO_PROXY="*", no_proxy="*")
     if fresh:
