@@ -43,6 +43,7 @@ from typing import Any
 
 from bridge.errors import BridgeError
 from bridge.local.livekit_server import Credentials, LocalLiveKit, Ports
+from bridge.local.redis_server import LocalRedis
 from bridge.pod.settings import child_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -66,49 +67,6 @@ def _wait(condition: Any, what: str, process: subprocess.Popen[bytes], timeout: 
         if time.monotonic() > deadline:
             raise ClusterError(f"{what} did not start within {timeout:.0f} s")
         time.sleep(0.05)
-
-
-@dataclass
-class RedisServer:
-    """``redis-server`` on 127.0.0.1:``port``, nothing written to disk."""
-
-    workdir: Path
-    port: int = REDIS_PORT
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        argv = [
-            "redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
-        ]  # fmt: skip
-        with (self.workdir / "redis.log").open("ab") as log:
-            try:
-                self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-            except FileNotFoundError:
-                raise ClusterError(
-                    "redis-server is not installed (apt-get install redis-server)"
-                ) from None
-        _wait(self._answers, "redis-server", self.process, 20)
-
-    def _answers(self) -> bool:
-        import socket
-
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(16).startswith(b"+PONG")
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
 
 
 @dataclass
@@ -274,7 +232,7 @@ class LocalCluster:
         self.bind = bind
         self.config = config
         self.secret = secrets.token_urlsafe(32)
-        self.redis = RedisServer(workdir / "redis", config.redis_port)
+        self.redis = LocalRedis(workdir / "redis", port=config.redis_port)
         self.nodes = [
             LocalLiveKit(
                 workdir / f"node{k}",
