@@ -353,6 +353,7 @@ class Call:
             errors=len(record.errors),
             tool_calls=len(record.tool_calls),
             tools=record.tool_counts(),
+            **self.session.caller_audio(),
         )
         m = self.metrics
         if m is not None:
