@@ -7,6 +7,7 @@ test (``tests/test_tun_link.py``) then checks end to end with probe packets.
 from __future__ import annotations
 
 import math
+import os
 import random
 
 import numpy as np
@@ -227,10 +228,25 @@ def test_the_report_reads_a_run() -> None:
                 "probe_up": {"loss": 0.0, "delay_p50_ms": 25.2, "delay_p99_ms": 26.0},
                 "probe_down": {"loss": 0.0},
                 "packets": {"up": {"udp": 90, "tcp": 10}, "down": {}},
+                "caller": {"stalled_ms": 30.0},
             }
             for path in ("webrtc", "websocket")
         ],
     }
     [webrtc, websocket] = rows(document)
     assert webrtc["unanswered"] == 1 and webrtc["udp_share"] == 0.9
+    assert webrtc["caller_stalled_ms"] == 30 and webrtc["attempts"] == 1
     assert "| 25 ms | direct WebSocket | 0.0 %, 25/26 | – |" in table(document)
+
+
+def test_the_command_says_why_it_cannot_run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bridge.cli import main
+
+    assert main(["bench", "--impairment", "--condition", "loss=lots"]) == 2
+    assert "loss=lots" in capsys.readouterr().err
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # not root: no namespaces, no TUN
+    assert main(["bench", "--impairment", "--condition", "clean"]) == 2
+    err = capsys.readouterr().err
+    assert "bridge bench --impairment" in err and "need root" in err

@@ -4,13 +4,15 @@ Kept apart from ``bridge.commands.bench`` so that command only adds the options 
 over; importing this module is cheap (the benchmark's modules load inside :func:`run`).
 ``--json``, ``--chart``, ``--keep``, ``--repeat`` and ``--seed`` are the command's own.
 Exit status 0; 1 when a call or the set-up failed; 2 on bad arguments or when the machine
-cannot run it (no root: namespaces and TUN devices need it).
+cannot run it (no root: namespaces and TUN devices need it); 130 when interrupted (SIGINT
+or SIGTERM: everything it made is taken down first).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 
 
@@ -84,11 +86,18 @@ def run(args: argparse.Namespace) -> int:
     if reason:
         print(f"error: {reason}", file=sys.stderr)
         return 2
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # so the namespaces, links and servers are taken down
+
+    previous = signal.signal(signal.SIGTERM, interrupted)
     try:
         document = run_impairment(options)
     except BenchmarkError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(table(document))
     if args.json is not None:
         args.json.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")

@@ -80,6 +80,8 @@ def rows(document: dict[str, Any]) -> list[dict[str, Any]]:
                     _mean([u["delay_p99_ms"] for u in ups]),
                 ),
                 "udp_share": _udp_share(mine),
+                "caller_stalled_ms": sum(float(c["caller"].get("stalled_ms") or 0) for c in mine),
+                "attempts": sum(int(c.get("attempts") or 1) for c in mine),
             }
             bridge = [c["bridge"] for c in mine if c.get("bridge")]
             if bridge:

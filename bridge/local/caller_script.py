@@ -141,6 +141,7 @@ class Mouth:
         self._done_at: float | None = None
         self._quiet_until = self.lead_s
         self.stalled_frames = 0  # frames lost to the caller's own lateness (pause())
+        self.stalls: list[tuple[float, float]] = []  # (said time, ms) of each
 
     @property
     def now(self) -> float:
@@ -158,6 +159,7 @@ class Mouth:
         """The caller's own process fell ``frames`` behind its clock (a loaded machine): those
         frames went by in silence (an utterance under way resumes where it was). Returns the
         silence, for the said track, so it stays aligned with the wall clock."""
+        self.stalls.append((round(self.now, 3), frames * FRAME_S * 1000))
         self._k += frames
         self.stalled_frames += frames
         return np.zeros(frames * self._frame, dtype=np.int16)

@@ -269,7 +269,7 @@ def hear_turns(
             PieceHeard(o, None if at is None else float(end + at), c)
             for o, at, c in _locate(utterance, span, rate, match)
         )
-        begins = _content_start(pieces)
+        begins = _content_start(pieces, end)
         reply: Segment | None = None
         freeze = 0.0
         stop: float | None = None
@@ -296,11 +296,16 @@ def hear_turns(
     return turns
 
 
-def _content_start(pieces: tuple[PieceHeard, ...]) -> float | None:
+def _content_start(pieces: tuple[PieceHeard, ...], end: float) -> float | None:
     """Where the reply to this utterance begins in OUT: the earliest alignment (piece heard
     at − its offset) that another found piece agrees with within 50 ms (one stray match
-    elsewhere does not count), or the only one."""
-    starts = sorted(p.heard_s - p.offset_s for p in pieces if p.heard_s is not None)
+    does not count), or the only one; never before the utterance ended (an earlier
+    alignment is a word this utterance shares with a late reply to another one)."""
+    starts = sorted(
+        p.heard_s - p.offset_s
+        for p in pieces
+        if p.heard_s is not None and p.heard_s - p.offset_s >= end
+    )
     if len(starts) == 1:
         return starts[0]
     for first, second in zip(starts, starts[1:], strict=False):
