@@ -181,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.path == "webrtc" and not args.token:
         parser.error("webrtc needs --token")
     with contextlib.suppress(OSError):
-        os.nice(PRIORITY)
+        os.setpriority(os.PRIO_PROCESS, 0, PRIORITY)
     mouth = Mouth(turns, 48_000 if args.path == "webrtc" else HEAR_RATE)
     started = time.monotonic()
     try:
