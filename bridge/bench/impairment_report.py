@@ -6,9 +6,10 @@ the probe streams that ran beside each call:
 
 - *measured*: the link during the calls, up (caller → servers): loss, and one-way delay
   p50 / p99 of the probes;
-- *mouth-to-ear*: the caller's utterance end → the first reply audio it heard, p50 / p99 /
-  max over every turn of every call of the row (*n* turns; a turn never answered counts in
-  *unanswered*, not here);
+- *mouth-to-ear*: the caller's utterance end → the first audio of the reply to it (found
+  by its content: a late reply to an earlier turn is not it), p50 / p99 / max over every
+  turn of every call of the row (*n* turns; a turn with no reply recognisably repeating
+  it is *not answered*: none came, or it repeats too little of what was said);
 - *freeze*: the longest silence inside a reply as heard (the utterances' own longest pause
   is 190 ms: the clean rows show that floor);
 - *late*: reply audio heard more than 150 ms behind its place (the utterance's end + the
@@ -153,7 +154,7 @@ def table(document: dict[str, Any]) -> str:
             f"{_n(row['measured_up_loss'] and row['measured_up_loss'] * 100, 1)} %, "
             f"{_n(delay[0])}/{_n(delay[1])}"
         )
-        unanswered = f", {row['unanswered']} unanswered" if row["unanswered"] else ""
+        unanswered = f", {row['unanswered']} not answered" if row["unanswered"] else ""
         cells = [
             row["describe"],
             PATH_LABELS[row["path"]],

@@ -269,12 +269,12 @@ def hear_turns(
             PieceHeard(o, None if at is None else float(end + at), c)
             for o, at, c in _locate(utterance, span, rate, match)
         )
-        begins = _content_start(pieces, end)
+        begins = _reply_start(pieces, loud, end)
         reply: Segment | None = None
         freeze = 0.0
         stop: float | None = None
         if begins is not None:
-            a, b = max(int(np.floor(begins * 100)), 0), min(int(until * 100), n)
+            a, b = int(round(begins * 100)), min(int(until * 100), n)
             found = np.flatnonzero(loud[a:b]) + a
             if found.size:
                 reply = (begins, float(found[-1] + 1) / 100)
@@ -296,22 +296,38 @@ def hear_turns(
     return turns
 
 
-def _content_start(pieces: tuple[PieceHeard, ...], end: float) -> float | None:
-    """Where the reply to this utterance begins in OUT: the earliest alignment (piece heard
-    at − its offset) that another found piece agrees with within 50 ms (one stray match
-    does not count), or the only one; never before the utterance ended (an earlier
-    alignment is a word this utterance shares with a late reply to another one)."""
-    starts = sorted(
-        p.heard_s - p.offset_s
-        for p in pieces
-        if p.heard_s is not None and p.heard_s - p.offset_s >= end
-    )
-    if len(starts) == 1:
-        return starts[0]
-    for first, second in zip(starts, starts[1:], strict=False):
-        if second - first <= 0.05:
-            return first
-    return None
+def _reply_start(
+    pieces: tuple[PieceHeard, ...], loud: NDArray[np.bool_], end: float
+) -> float | None:
+    """Where the reply to this utterance begins in OUT (seconds), from its content: the
+    pieces found are grouped by alignment (heard at − offset, within 50 ms); the earliest
+    heard piece of a group of two or more (or the only piece found) is in the reply, whose
+    first audio is the start of the run of sound around it (gaps under 300 ms), not before
+    the utterance ended. So a reply missing its first words (lost, or never heard by the
+    model) still starts where it was first heard, and audio before it (a late reply to an
+    earlier turn) is not this turn's. None: nothing recognisably this utterance's."""
+    found = sorted((p.heard_s - p.offset_s, p.heard_s) for p in pieces if p.heard_s is not None)
+    if not found:
+        return None
+    members = [found[0][1]] if len(found) == 1 else []
+    for (a0, h0), (a1, h1) in zip(found, found[1:], strict=False):
+        if a1 - a0 <= 0.05:
+            members += [h0, h1]
+    if not members:
+        return None
+    first = min(members)
+    i, floor = int(first * 100), int(np.ceil(end * 100))
+    quiet = 0
+    start = i
+    while i > floor:
+        i -= 1
+        if loud[i]:
+            start, quiet = i, 0
+        else:
+            quiet += 1
+            if quiet >= 30:
+                break
+    return max(float(start) / 100, end)
 
 
 def _locate(
