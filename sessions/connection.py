@@ -51,11 +51,17 @@ class ConnectionOptions:
     connect_timeout: float = 10.0
     # Keepalive: websockets' own on a bare session; a supervisor turns that off and has its
     # continuity core ping at the same interval, so its timeouts run on the injected clock.
-    ping_interval: float | None = 10.0
-    ping_timeout: float | None = 10.0
+    # Tuned on an impaired link (``bridge bench --impairment --uplink``): a pong queued
+    # behind a lossy TCP stream arrives within 5 s unless one segment was lost five times
+    # in a row (RTO backoff: 0.25 + 0.5 + 1 + 2 s...), so 5 s tells a dead path from a slow
+    # one; a ping every 2.5 s finds it 2.5-7.5 s after it died (it was 10-20 s).
+    ping_interval: float | None = 2.5
+    ping_timeout: float | None = 5.0
     close_timeout: float = 2.0
     max_queued_audio: int = 1500  # appends held at most (30 s at 20 ms), for memory
-    max_audio_age_s: float = 2.0  # an append waiting longer means the socket can't keep up
+    # An append waiting longer means the socket can't keep up (a bare session drops it; a
+    # supervisor keeps it and replaces the socket instead: see ``sessions.supervisor``).
+    max_audio_age_s: float = 2.0
     user_agent: str = "realtime-bridge"
 
 

@@ -37,7 +37,9 @@ States (:class:`ContinuityState`)::
   first, recovery takes over.
 - **Loss.** A socket lost while live is reconnected at once, then with full-jitter
   exponential backoff (``rng.uniform(0, delay)``, ``delay`` doubling from
-  ``reconnect_base_s`` to ``reconnect_max_s``). The loss is ``expired`` (after
+  ``reconnect_base_s`` to ``reconnect_max_s``); each attempt may connect for
+  ``recover_connect_s`` × 1.5 per attempt already failed (:attr:`Open.connect_timeout`), so
+  attempts made during an outage keep sending fresh SYNs. The loss is ``expired`` (after
   ``session_expired``, or a 1001 close), ``stalled`` (the core aborted it) or ``dropped``. A
   fatal error seen on the socket, a fatal refusal of a new one, or a failed attempt more than
   ``max_outage_s`` after the loss ends in :class:`Fail`.
@@ -75,6 +77,11 @@ class ContinuityOptions:
     resend_max_s: float = 10.0  # uncommitted caller audio re-sent after a drop, at most
     reconnect_base_s: float = 0.1
     reconnect_max_s: float = 5.0
+    # Connect timeout of the first attempt after a loss, x1.5 per failed attempt (the pump
+    # caps it at its own connect timeout): during an outage a connect waits on SYN
+    # retransmissions (1, 3, 7 s...), so a short attempt followed by a fresh one reaches a
+    # path that came back within about a second instead of at the next retransmission.
+    recover_connect_s: float = 2.0
     max_outage_s: float = 30.0
     stall_timeout_s: float = 8.0  # nothing heard while a reply is expected
     audio_ring_s: float = 30.0
@@ -118,10 +125,12 @@ class ContinuityState(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class Open:
     """Connect a new socket and configure it; report :meth:`Continuity.opened` or
-    :meth:`Continuity.open_failed`."""
+    :meth:`Continuity.open_failed`. ``connect_timeout``: give up connecting after this long
+    (a recovery attempt's; None: the pump's own)."""
 
     socket: int
     purpose: Literal["start", "rollover", "recover"]
+    connect_timeout: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +247,7 @@ class Continuity:
         self._lost_reason: Reason = "dropped"
         self._reply_cut = False
         self._delay = self.options.reconnect_base_s
+        self._attempts = 0  # recovery attempts since the loss
         self._retry_at: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -346,6 +356,7 @@ class Continuity:
         self._lost_at = now
         self._reply_cut = reply_cut
         self._delay = self.options.reconnect_base_s
+        self._attempts = 0
         return (*actions, self._attempt())
 
     # ------------------------------------------------------------------ the live socket
@@ -411,9 +422,7 @@ class Continuity:
         state = self.state
         actions: list[ContinuityAction] = []
         live = self.live
-        if (
-            state is ContinuityState.LIVE or state is ContinuityState.ROLLING
-        ) and live is not None:
+        if (state is ContinuityState.LIVE or state is ContinuityState.ROLLING) and live is not None:
             actions += self._keep_alive(live, now)
         if state is ContinuityState.LIVE and not self._aborted and self._look_at is not None:
             if now >= self._look_at:
@@ -516,7 +525,9 @@ class Continuity:
         self.state = ContinuityState.RECONNECTING
         self.standby = self._new_socket()
         self._retry_at = None
-        return Open(self.standby, "recover")
+        timeout = self.options.recover_connect_s * 1.5**self._attempts
+        self._attempts += 1
+        return Open(self.standby, "recover", timeout)
 
     def _attempt_failed(
         self, now: float, reason: str, *, fatal: bool, close: tuple[int, int] | None

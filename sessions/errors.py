@@ -21,7 +21,6 @@ Exceptions carry their fields and build their message in ``__str__``. None of th
 holds a secret: handshake errors keep the status and a reason, never the request headers.
 """
 
-
 from __future__ import annotations
 
 from enum import Enum

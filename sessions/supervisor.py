@@ -22,9 +22,14 @@ What the actions mean for the call:
 - **Recovery** after a drop, a stall or an expiry: once a new socket is configured and the
   conversation replayed, the caller audio since the last commit (what the dead server held
   uncommitted, plus what arrived meanwhile, at most ``resend_max_s``) is sent to it (beyond
-  the ring's bound: lost, counted). If the caller's last turn was left unanswered, or a reply
-  was cut, a response is asked for; a cut reply's text is replayed as far as it was received
-  (or heard, when it was truncated), so the model carries on from what the caller heard.
+  the ring's bound: lost, counted). A socket that stops draining (a lossy or cut path)
+  keeps the caller's audio queued rather than dropping what waited too long: either TCP
+  delivers it late, or the socket's ping goes unanswered, it is replaced, and the audio
+  comes from the ring. Recovery attempts connect briefly at first (``recover_connect_s``),
+  so a path that comes back is found without waiting on SYN retransmissions. If the
+  caller's last turn was left unanswered, or a reply was cut, a response is asked for; a cut
+  reply's text is replayed as far as it was received (or heard, when it was truncated), so
+  the model carries on from what the caller heard.
 - **Fatal errors** (a bad key refused at the handshake, quota, a deactivated account, a
   refused configuration) stop at once; so does an outage longer than ``max_outage_s``:
   :meth:`run` raises :class:`~sessions.errors.SessionFailed` with the reason.
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
 from collections.abc import Callable, Coroutine, Mapping
@@ -129,7 +135,12 @@ class SessionSupervisor:
             ping_timeout=self.options.ping_timeout,
             rng=rng,
         )
-        self._socket_options = replace(self.options, ping_interval=None, ping_timeout=None)
+        # Caller audio is never dropped for having waited (the queue's age policy): a socket
+        # that stops draining is found by its unanswered ping and replaced, and the audio it
+        # held is re-sent from the ring; only the queue's memory bound still drops.
+        self._socket_options = replace(
+            self.options, ping_interval=None, ping_timeout=None, max_audio_age_s=math.inf
+        )
         self.stats: ContinuityStats = self.core.stats
         self.conversation = Conversation()
         self.ring = AudioRing(self.continuity.audio_ring_s)
@@ -145,6 +156,7 @@ class SessionSupervisor:
         self._cost = 0.0
         self._responses = 0
         self._dropped = 0  # caller appends dropped on sockets that are gone
+        self._dropped_samples = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._finished: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -283,13 +295,16 @@ class SessionSupervisor:
 
     # ------------------------------------------------------------------ sockets
 
-    async def _open(self, socket: int) -> RealtimeSession:
+    async def _open(self, socket: int, connect_timeout: float | None = None) -> RealtimeSession:
+        options = self._socket_options
+        if connect_timeout is not None and connect_timeout < options.connect_timeout:
+            options = replace(options, connect_timeout=connect_timeout)
         session = RealtimeSession(
             self.endpoint,
             self.config,
             handler=self._standby_event,
             chunk_ms=self.chunk_ms,
-            options=self._socket_options,
+            options=options,
             prices=self.prices,
             conversation=self.conversation,
             clock=self.clock,
@@ -308,7 +323,7 @@ class SessionSupervisor:
 
     async def _open_attempt(self, action: Open) -> None:
         try:
-            session = await self._open(action.socket)
+            session = await self._open(action.socket, action.connect_timeout)
         except HandshakeRejected as exc:
             reason, fatal = str(exc), exc.fatal
         except SessionUpdateRejected as exc:
@@ -377,8 +392,10 @@ class SessionSupervisor:
     def _absorb(self, session: RealtimeSession) -> None:
         """Keep a socket's usage figures when it goes away."""
         if session.connection is not None:
-            self._dropped += session.connection.queue.dropped_frames
-            session.connection.queue.dropped_frames = 0
+            queue = session.connection.queue
+            self._dropped += queue.dropped_frames
+            self._dropped_samples += queue.dropped_samples
+            queue.dropped_frames = queue.dropped_samples = 0
         self._usage = self._usage + session.usage
         self._cost += session.cost_usd
         self._responses += session.responses
@@ -544,6 +561,26 @@ class SessionSupervisor:
         """Caller audio appends dropped because a socket could not keep up (all sockets)."""
         connection = self._session.connection if self._session is not None else None
         return self._dropped + (connection.queue.dropped_frames if connection is not None else 0)
+
+    @property
+    def dropped_samples(self) -> int:
+        """Caller samples in those dropped appends (all sockets)."""
+        connection = self._session.connection if self._session is not None else None
+        live = connection.queue.dropped_samples if connection is not None else 0
+        return self._dropped_samples + live
+
+    def caller_audio(self) -> dict[str, Any]:
+        """What became of the caller's audio across sockets, in ms: re-sent to a new socket,
+        lost (gone from the ring before a socket could take it), dropped (appends a socket
+        could not send in time); and each outage, loss → new socket live."""
+        stats = self.stats
+        return {
+            "caller_audio_ms": round(self.samples_appended / SAMPLES_PER_MS, 1),
+            "caller_audio_resent_ms": round(stats.resent_samples / SAMPLES_PER_MS, 1),
+            "caller_audio_lost_ms": round(stats.lost_samples / SAMPLES_PER_MS, 1),
+            "caller_audio_dropped_ms": round(self.dropped_samples / SAMPLES_PER_MS, 1),
+            "reconnect_ms": [round(x, 1) for x in stats.reconnect_ms],
+        }
 
     @property
     def response_active(self) -> bool:

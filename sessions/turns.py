@@ -255,9 +255,7 @@ class TurnTaking:
                 return (SetAgentState("listening"),)
         return ()
 
-    def playout_stopped(
-        self, played: Mapping[str, int], *, response_id: str | None
-    ) -> Actions:
+    def playout_stopped(self, played: Mapping[str, int], *, response_id: str | None) -> Actions:
         """``StopPlayout`` was carried out: ``played`` holds, per item cut short, the samples
         (24 kHz) that had left the source; ``response_id`` is the wire's active response."""
         self._audio_items.clear()  # the playout let go of every item it held

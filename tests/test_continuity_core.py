@@ -253,6 +253,30 @@ def test_backoff_is_exponential_with_full_jitter_from_the_injected_rng() -> None
     assert c.stats.failed_attempts == 5
 
 
+def test_recovery_attempts_connect_briefly_at_first_then_longer() -> None:
+    # During an outage a connect waits on SYN retransmissions: short attempts keep fresh
+    # SYNs going, so a path that comes back is reached within about a second.
+    c = core(recover_connect_s=2.0, reconnect_base_s=0.1, max_outage_s=1000.0)
+    live(c)
+    [*_, first] = c.lost(1, 10.0, code=1006, reason="", reply_cut=False)
+    assert isinstance(first, Open) and first.connect_timeout == 2.0
+    timeouts = []
+    now = 10.0
+    for _ in range(3):
+        now += 2.0
+        c.open_failed(c.standby or 0, now, reason="timed out", fatal=False)
+        [again] = c.tick(c.next_deadline or now)
+        assert isinstance(again, Open)
+        timeouts.append(again.connect_timeout)
+    assert timeouts == [3.0, 4.5, 6.75]
+    assert c.opened(c.standby or 0, now + 1, expires_in=HOUR) == (Replay(c.standby or 0),)
+    c.replayed(c.standby or 0, now + 1.1, boundary=NONE)
+    [*_, fresh] = c.lost(c.live or 0, now + 50, code=1006, reason="", reply_cut=False)
+    assert isinstance(fresh, Open) and fresh.connect_timeout == 2.0  # a new outage: brief
+    [start] = core().start(0.0)
+    assert isinstance(start, Open) and start.connect_timeout is None  # the pump's own
+
+
 def test_an_outage_beyond_the_limit_fails_the_conversation() -> None:
     c = core(max_outage_s=30.0, reconnect_base_s=5.0, reconnect_max_s=5.0)
     live(c)

@@ -68,8 +68,9 @@ async def listening(caller: RoomCaller, *, replies: int = 0, timeout: float = 30
     """Until the agent is listening again after ``replies`` replies (its state, as the caller
     sees it: a stock frontend's view)."""
     await caller.until(
-        lambda: caller.state_values().count("speaking") >= replies
-        and caller.agent_state == "listening",
+        lambda: (
+            caller.state_values().count("speaking") >= replies and caller.agent_state == "listening"
+        ),
         timeout,
     )
 

@@ -281,9 +281,7 @@ async def run_phase(config: PhaseConfig) -> dict[str, Any]:
             config.start_timeout_s,
             f"{config.sessions} calls",
         )
-        window = await _measure(
-            meter, config, lambda: config.sessions - _count(out_dir, "result-")
-        )
+        window = await _measure(meter, config, lambda: config.sessions - _count(out_dir, "result-"))
         await _stop(out_dir, config)
     finally:
         request_stop(out_dir)

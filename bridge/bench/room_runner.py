@@ -54,9 +54,7 @@ class RoomSetup:
 
 
 @contextlib.contextmanager
-def livekit_room(
-    work: Path, *, bind: str | None, given: Credentials | None
-) -> Iterator[RoomSetup]:
+def livekit_room(work: Path, *, bind: str | None, given: Credentials | None) -> Iterator[RoomSetup]:
     """The server of ``given``, or a local one bound to ``bind`` for the whole bench."""
     if given is not None:
         yield RoomSetup(given)

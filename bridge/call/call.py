@@ -398,6 +398,7 @@ class Call:
             dropped_frames=summary["dropped_frames"],
             underruns=summary["underruns"],
             error_codes=[e["code"] for e in record.errors],
+            **self.realtime.caller_audio(),
         )
         m = self.metrics
         if m is not None:

@@ -3,6 +3,7 @@
     bridge bench --sessions N --duration S [--engine bridge|livekit-plugin]... [--json FILE]
                  [--executor thread|process] [--chart FILE.svg] [--no-floor] [--seed K]
     bridge bench --capacity [--layouts a,b] [--duration S] [--max-sessions M] [--json FILE]
+    bridge bench --impairment [--condition SPEC]... [--uplink] (see bridge.bench.impairment)
 
 Prints a progress line per phase while it runs, then a Markdown table (and, with both
 engines, the plugin ÷ bridge ratios). ``--sessions`` takes a comma list (``1,4,8``); without
@@ -117,9 +118,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-sessions", type=int, default=64, help="--capacity: the most calls to try"
     )
+    from bridge.bench import impairment_command
+
+    impairment_command.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.impairment:
+        from bridge.bench import impairment_command
+
+        return impairment_command.run(args)
     with _room(args) as room:
         if room is None:
             return 2

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from sessions.simulator import SimulatorConfig
 
 
-
 def _pace(text: str) -> float:
     try:
         value = float(text)

@@ -58,7 +58,6 @@ class ClusterError(BridgeError):
     """A part of the local cluster did not start."""
 
 
-
 def _wait(condition: Any, what: str, process: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not condition():

@@ -83,7 +83,6 @@ class Lab:
     route: PhoneRoute
 
 
-
 @contextmanager
 def _process(argv: list[str], log: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:

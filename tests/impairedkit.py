@@ -1,0 +1,117 @@
+"""Helpers for the tests with an impaired link (``tests/test_tun_link.py``,
+``tests/test_impaired_calls.py``, ``tests/test_uplink_impairment.py``).
+
+- :func:`require_namespaces`: skip locally without root, TUN or iproute2; fail in CI
+  (``BRIDGE_REQUIRE_LIVEKIT=1``), where they must run.
+- :func:`namespace`: a namespace named with this run's pid, removed at the end (and any left
+  by a run that was killed, first).
+- :func:`sim_in`: ``bridge sim`` (echo, journaling) inside a namespace, on an address the
+  other side of a link reaches.
+- :func:`webrtc_reach`: a caller's way to the ``bridge start`` worker named ``agent``: a
+  fresh room, a token, and the dispatch done once the caller process runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bridge.local import netns
+from bridge.local.impaired_call import Reach
+from bridge.local.livekit_server import Credentials
+from tests.realroom import REPO_ROOT, REQUIRE_ENV, SimProcess, clean_env, room_name, token
+from tests.realtime_schema import check_journal
+
+PREFIXES = ("bridge-caller-", "bridge-model-", "bridge-linktest-")
+
+
+def require_namespaces() -> None:
+    reason = netns.unavailable()
+    if reason is None and not Path("/dev/net/tun").exists():
+        reason = "no /dev/net/tun"
+    if reason is None:
+        return
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{REQUIRE_ENV}=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _remove_stale() -> None:
+    for stale in netns.NETNS_DIR.glob("bridge-*"):
+        if not stale.name.startswith(PREFIXES):
+            continue
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            netns.Namespace(stale.name).delete()
+
+
+@contextlib.contextmanager
+def namespace(prefix: str) -> Iterator[netns.Namespace]:
+    """``bridge-<prefix>-<pid>`` (no links: a TUN link gives it its network)."""
+    require_namespaces()
+    _remove_stale()
+    made = netns.create(f"bridge-{prefix}-{os.getpid()}", links=())
+    try:
+        yield made
+    finally:
+        made.delete()
+
+
+@contextlib.contextmanager
+def sim_in(space: netns.Namespace, host: str, work: Path) -> Iterator[SimProcess]:
+    """``bridge sim`` (echo) listening on ``host`` inside ``space``; its journal is checked
+    against the SDK's models at the end."""
+    journal = work / f"sim-{host}.jsonl"
+    argv = [sys.executable, "-m", "bridge", "sim", "--host", host, "--port", "0"]
+    with (work / f"sim-{host}.stderr").open("wb") as stderr:
+        process = subprocess.Popen(
+            space.command([*argv, "--journal", str(journal)]),
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=clean_env(),
+        )
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], 30)
+    line = process.stdout.readline().decode().strip() if ready else ""
+    prefix = "realtime simulator listening on "
+    assert line.startswith(prefix), f"bridge sim did not start: {line!r}"
+    try:
+        yield SimProcess(process, line.removeprefix(prefix), journal)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)
+        process.stdout.close()
+    checked, problems = check_journal(journal)
+    assert not problems, f"{len(problems)} of {checked} simulator events: {problems[:5]}"
+
+
+def webrtc_reach(livekit: Credentials, agent: str, profile: str = "echo-test") -> Reach:
+    """A fresh room; the worker registered as ``agent`` is dispatched to it with ``profile``."""
+    from livekit import api
+
+    room = room_name("impaired")
+
+    async def dispatch() -> None:
+        metadata = json.dumps({"profile": profile, "participant": "caller"})
+        async with api.LiveKitAPI(livekit.http_url, livekit.api_key, livekit.api_secret) as lk:
+            await lk.agent_dispatch.create_dispatch(
+                api.CreateAgentDispatchRequest(agent_name=agent, room=room, metadata=metadata)
+            )
+
+    return Reach(
+        "webrtc",
+        livekit.url,
+        token=token(livekit, room, "caller"),
+        after_start=lambda: asyncio.run(dispatch()),
+    )
