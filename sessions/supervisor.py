@@ -372,11 +372,12 @@ class SessionSupervisor:
         # The server loses its uncommitted input buffer with the socket, and frames written
         # just before a drop may never have arrived: rebuild the buffer on the next socket
         # from the last commit (bounded by resend_max_s and by the ring).
+        uncommitted = max(self._last_commit, self.audio_origin)
         self._dead_from = max(
-            self._last_commit,
-            self.audio_origin,
-            self.samples_appended - int(self.continuity.resend_max_s * 24_000),
+            uncommitted, self.samples_appended - int(self.continuity.resend_max_s * 24_000)
         )
+        # Uncommitted audio older than resend_max_s is not re-sent: the model never gets it.
+        self.stats.lost_samples += self._dead_from - uncommitted
         reply_cut = session.protocol.response_active
         self._session = None
         actions = self.core.lost(socket, now, code=exc.code, reason=exc.reason, reply_cut=reply_cut)

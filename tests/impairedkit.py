@@ -90,7 +90,11 @@ def sim_in(space: netns.Namespace, host: str, work: Path) -> Iterator[SimProcess
         yield SimProcess(process, line.removeprefix(prefix), journal)
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(10)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
         process.stdout.close()
     checked, problems = check_journal(journal)
     assert not problems, f"{len(problems)} of {checked} simulator events: {problems[:5]}"

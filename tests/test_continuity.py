@@ -97,6 +97,26 @@ async def test_caller_audio_during_an_outage_is_not_lost(simulator) -> None:
     assert client.stats.resent_samples > 0 and client.stats.lost_samples == 0
 
 
+async def test_uncommitted_audio_beyond_the_resend_bound_is_counted_lost(simulator) -> None:
+    sim = await simulator(
+        behavior="echo", pace=float("inf"), faults=faults("tcp_close@caller_speaking")
+    )
+    log = EventLog()
+    client = supervisor(sim.url, log, resend_max_s=0.5)
+    await client.start()
+    try:
+        # All 1.9 s are taken before the drop is seen, none of it committed: the new socket
+        # gets the last 0.5 s, and the rest is said to be lost, not passed over in silence.
+        client.append_audio(utterance(lead=0.3, speech=1.0, tail=0.6))
+        taken = client.samples_appended
+        await log.until(lambda: client.stats.reconnects["dropped"] == 1)
+        await log.until(lambda: client.stats.resent_samples > 0)
+    finally:
+        await client.close()
+    assert client.stats.resent_samples == 12_000
+    assert client.stats.lost_samples == taken - 12_000
+
+
 async def test_a_stalled_server_is_detected_and_replaced(simulator) -> None:
     sim = await simulator(behavior="echo", pace=8.0, faults=faults("stall@agent_speaking"))
     log = EventLog()

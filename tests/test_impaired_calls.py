@@ -93,10 +93,13 @@ def test_the_call_survives_and_every_figure_is_read(
     assert result.survived, result.failure
     assert len(result.turns) == 2
     first, second = result.turns
-    assert first.cut and first.barge_in_stop_ms is not None and first.barge_in_stop_ms > 0
     assert first.mouth_to_ear_ms is not None and first.mouth_to_ear_ms > 0
+    # Talked over 600 ms into its reply (the question's echo, 3.65 s) and stopped: most of
+    # it was never heard (a reply played on through the barge-in repeats about 0.8 of it).
+    assert first.cut and first.barge_in_stop_ms is not None and first.barge_in_stop_ms > 0
+    assert 0 < first.repeated < 0.6, first.repeated
     assert second.reply is not None and second.resemblance is not None
-    assert all(t.longest_freeze_ms >= 0 for t in result.turns)
+    assert second.resemblance >= 0.5  # the correction's echo, recognisably
     assert result.caller["path"] == path
 
 
@@ -108,7 +111,7 @@ def test_the_link_did_what_was_asked_during_the_call(
     assert lossy.probe_up is not None and lossy.probe_down is not None
     for probe in (lossy.probe_up, lossy.probe_down):
         assert 0.04 < probe.loss < 0.18  # ~500 probes a way
-        assert 25 <= probe.delay_p50_ms < 28
+        assert probe.delay_p50_ms >= 25  # never early (how close: tests/test_tun_link.py)
     cut = calls[(path, "outage=2@listening")]
     assert cut.outage_at_s is not None and cut.probe_up is not None
     lost_s = (cut.probe_up.sent - cut.probe_up.received) / 50

@@ -105,7 +105,20 @@ def test_conditions_parse_from_the_command_line() -> None:
     assert outage is not None and (outage.seconds, outage.during) == (2.0, "listening")
     assert parse_condition("clean", delay_ms=0).up == Impairment()
     assert parse_condition("delay=80").up.delay_ms == 80
-    for bad in ("loss", "loss=x", "wobble=3", "outage=2@sleeping", "loss=100"):
+    for bad in (
+        "loss",
+        "loss=x",
+        "wobble=3",
+        "outage=2@sleeping",
+        "loss=100",
+        "outage=-2@speaking",  # would never be active
+        "outage=0@listening",
+        "outage=nan@speaking",
+        "up:outage=2@speaking",  # an outage cuts both ways
+        "delay=nan",  # would stop the link's clock
+        "delay=inf",  # would deliver nothing
+        "jitter=inf",
+    ):
         with pytest.raises(ValueError):
             parse_condition(bad)
 
@@ -250,3 +263,13 @@ def test_the_command_says_why_it_cannot_run(
     assert main(["bench", "--impairment", "--condition", "clean"]) == 2
     err = capsys.readouterr().err
     assert "bridge bench --impairment" in err and "need root" in err
+
+
+@pytest.mark.parametrize("flags", [["--condition", "loss=10"], ["--uplink"], ["--paths", "webrtc"]])
+def test_impairment_options_without_impairment_are_refused(
+    flags: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bridge.cli import main
+
+    assert main(["bench", *flags]) == 2  # not ignored while the ordinary bench runs
+    assert "only with --impairment" in capsys.readouterr().err

@@ -175,9 +175,11 @@ def test_the_link_leaves_no_device_and_the_namespaces_go() -> None:
     far = netns.create(f"bridge-linktest-gone-f-{pid}", links=())
     try:
         link = Link(spec(near, far, f"ilg{pid}"))
-        assert devices_present(near, f"ilg{pid}") and devices_present(far, f"ilg{pid}")
-        assert json.dumps(link.stats())  # it answers
-        link.close()
+        try:
+            assert devices_present(near, f"ilg{pid}") and devices_present(far, f"ilg{pid}")
+            assert json.dumps(link.stats())  # it answers
+        finally:
+            link.close()
         assert not devices_present(near, f"ilg{pid}") and not devices_present(far, f"ilg{pid}")
     finally:
         near.delete()

@@ -144,11 +144,13 @@ def test_the_call_continues_and_every_turn_is_answered(calls: dict[str, Call], s
     result = calls[spec].result
     assert result.survived, result.failure
     first, second = result.turns
-    assert first.cut and first.barge_in_stop_ms is not None  # talked over, and it stopped
+    # Talked over 600 ms into its reply and stopped: most of the question's echo was never
+    # heard (played on through the barge-in, about 0.8 of it would be).
+    assert first.cut and first.barge_in_stop_ms is not None
+    assert 0 < first.repeated < 0.6, first.repeated
     assert second.reply is not None and second.mouth_to_ear_ms is not None
-    outage = calls[spec].result.outage_at_s is not None
-    seconds = float(spec.split("=")[1].split("@")[0]) if outage else 0.0
-    assert _longest_silence(result) < (seconds + 3) * 1000  # an outage costs its length
+    # How long the caller waited (printed above, and in bridge bench --impairment --uplink)
+    # is a figure of this machine's timing, not asserted here.
 
 
 @pytest.mark.parametrize("spec", CONDITIONS)
@@ -156,9 +158,12 @@ def test_no_caller_audio_is_lost(calls: dict[str, Call], spec: str) -> None:
     call = calls[spec]
     bridge = call.bridge
     assert bridge["caller_audio_lost_ms"] == 0 and bridge["caller_audio_dropped_ms"] == 0
-    # Everything the bridge took from the room reached the model (re-sent audio counts
-    # twice; the last partial append may stay unsent).
+    # Everything the bridge took from the room reached the model (the last partial append
+    # may stay unsent). Without a reconnect this is exact; after one, audio re-sent from
+    # the ring is counted again, so the check is as loose as what was re-sent.
     assert call.appended_ms >= bridge["caller_audio_ms"] - 20
+    if bridge["caller_audio_resent_ms"] == 0:
+        assert call.appended_ms <= bridge["caller_audio_ms"] + 20
     second = call.result.turns[1]
     assert second.resemblance is not None and second.resemblance >= 0.8  # the echo is whole
 

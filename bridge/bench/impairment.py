@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import platform
 import select
@@ -132,7 +133,12 @@ def parse_condition(spec: str, *, delay_ms: float = 25.0) -> Condition:
                 seconds, _, during = value.partition("@")
                 if during not in ("speaking", "listening"):
                     raise ValueError("outage=SECONDS@speaking or @listening")
-                outage = Outage(float(seconds), during)  # type: ignore[arg-type]
+                if len(directions) == 1:
+                    raise ValueError("an outage cuts both directions (no up: or down:)")
+                length = float(seconds)
+                if not (math.isfinite(length) and length > 0):
+                    raise ValueError(f"an outage lasts a positive number of seconds, not {seconds}")
+                outage = Outage(length, during)  # type: ignore[arg-type]
                 continue
             if key == "loss":
                 share, _, burst = value.partition("/")
@@ -455,7 +461,13 @@ def run_impairment(options: ImpairmentOptions, progress: IO[str] = sys.stderr) -
                             turns=options.turns,
                             env=clean_env(),
                         )
-                    except (CallError, LinkError, OSError) as exc:
+                    except (
+                        CallError,
+                        LinkError,
+                        OSError,
+                        subprocess.TimeoutExpired,
+                        ValueError,  # a caller's result that is not JSON
+                    ) as exc:
                         raise BenchmarkError(f"{path} call under {condition.name}: {exc}") from exc
                     stalled = float(result.caller.get("stalled_ms") or 0.0)
                     if stalled <= options.max_caller_stall_ms or attempt == ATTEMPTS:

@@ -128,6 +128,18 @@ def run(args: argparse.Namespace) -> int:
         from bridge.bench import impairment_command
 
         return impairment_command.run(args)
+    stray = [
+        flag
+        for flag, given in (
+            ("--condition", args.condition),
+            ("--paths", args.paths),
+            ("--uplink", args.uplink),
+        )
+        if given
+    ]
+    if stray:
+        print(f"error: {', '.join(stray)} only with --impairment", file=sys.stderr)
+        return 2
     with _room(args) as room:
         if room is None:
             return 2

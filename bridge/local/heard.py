@@ -184,11 +184,19 @@ class TurnHeard:
     cut: bool  # talked over by the caller
 
     @property
+    def repeated(self) -> float:
+        """Share of the utterance's voiced pieces heard again in the reply, cut or not (a
+        reply talked over early and stopped repeats little of it)."""
+        if not self.pieces:
+            return 0.0
+        return sum(p.heard_s is not None for p in self.pieces) / len(self.pieces)
+
+    @property
     def resemblance(self) -> float | None:
         """Share of the utterance's voiced pieces the reply repeats (None: a cut reply)."""
         if self.cut or not self.pieces:
             return None
-        return sum(p.heard_s is not None for p in self.pieces) / len(self.pieces)
+        return self.repeated
 
     def late(self, best_ms: float, *, beyond_ms: float = 150.0) -> tuple[float, float]:
         """(seconds of reply heard more than ``beyond_ms`` behind its place, the most behind

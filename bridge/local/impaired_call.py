@@ -181,7 +181,7 @@ def run_call(
             env=env,
             cwd=Path(__file__).resolve().parents[2],
         )
-    probes: tuple[ProbeStream, ProbeStream] | None = None
+    probes: list[ProbeStream] | None = None
     outage_at: float | None = None
     figures: tuple[ProbeFigures | None, ProbeFigures | None] = (None, None)
     try:
@@ -194,9 +194,12 @@ def run_call(
                 link.set(condition.up, condition.down)
                 before = link.stats()
                 if probe:
-                    probes = (
-                        ProbeStream(near, far, link.spec.far.address, PROBE_PORTS[0], PROBE_RATE),
-                        ProbeStream(far, near, link.spec.near.address, PROBE_PORTS[1], PROBE_RATE),
+                    probes = []  # each one killed below if the next fails to start
+                    probes.append(
+                        ProbeStream(near, far, link.spec.far.address, PROBE_PORTS[0], PROBE_RATE)
+                    )
+                    probes.append(
+                        ProbeStream(far, near, link.spec.near.address, PROBE_PORTS[1], PROBE_RATE)
                     )
                 assert process.stdin is not None
                 process.stdin.write(b"go\n")

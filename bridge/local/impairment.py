@@ -56,6 +56,9 @@ class Impairment:
     reorder_ms: float = 20.0
 
     def __post_init__(self) -> None:
+        values = (self.loss, self.burst, self.delay_ms, self.jitter_ms, self.reorder)
+        if not all(math.isfinite(v) for v in (*values, self.reorder_ms)):
+            raise ValueError("every figure of an impairment must be a finite number")
         if not 0.0 <= self.loss < 1.0:
             raise ValueError(f"loss must be in [0, 1), not {self.loss}")
         if self.burst < 1.0:

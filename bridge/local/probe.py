@@ -212,15 +212,20 @@ class ProbeStream:
             stdout=subprocess.PIPE,
             cwd=cwd,
         )
-        assert self._receiver.stdout is not None
-        json.loads(self._receiver.stdout.readline())  # {"listening": port}
-        self._sender = subprocess.Popen(
-            sender.command(
-                [*python, "send", host, str(port), "--rate", str(rate), "--seconds", "86400"]
-            ),
-            stdout=subprocess.PIPE,
-            cwd=cwd,
-        )
+        try:
+            assert self._receiver.stdout is not None
+            json.loads(self._receiver.stdout.readline())  # {"listening": port}
+            self._sender = subprocess.Popen(
+                sender.command(
+                    [*python, "send", host, str(port), "--rate", str(rate), "--seconds", "86400"]
+                ),
+                stdout=subprocess.PIPE,
+                cwd=cwd,
+            )
+        except BaseException:
+            self._receiver.kill()
+            self._receiver.wait()
+            raise
 
     def stop(self, drain_s: float = 1.0) -> ProbeFigures:
         """Stop sending, give what is in flight ``drain_s`` to arrive, and measure."""

@@ -286,7 +286,11 @@ class Link:
             stderr=subprocess.PIPE,
             cwd=Path(__file__).resolve().parents[2],
         )
-        first = self._read(start_timeout)
+        try:
+            first = self._read(start_timeout)
+        except BaseException:
+            self.close()
+            raise
         if not first.get("ready"):
             self.close()
             raise LinkError(f"the link did not start: {first.get('error') or first}")
