@@ -74,7 +74,10 @@ class ContinuityOptions:
     max_session_s: float | None = None  # roll over by then even if the server allows more
     rollover_margin_s: float = 300.0  # before expires_at (shrunk for short sessions)
     tail_ms: int = 500  # caller audio re-sent to the new socket at a rollover
-    resend_max_s: float = 10.0  # uncommitted caller audio re-sent after a drop, at most
+    # Uncommitted caller audio re-sent after a drop, at most: what the caller said since the
+    # model's last commit, and the silence around it, for a socket found dead up to 7.5 s
+    # after it died (measured: a 5 s outage mid-turn left 10.5 s uncommitted; 10 s lost 0.5).
+    resend_max_s: float = 20.0
     reconnect_base_s: float = 0.1
     reconnect_max_s: float = 5.0
     # Connect timeout of the first attempt after a loss, x1.5 per failed attempt (the pump
