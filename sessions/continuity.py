@@ -47,7 +47,10 @@ States (:class:`ContinuityState`)::
   while a reply is expected (counted from when it became expected, if that is later: a reply
   asked for after a long quiet is not late yet), or when a ping is not answered within
   ``ping_timeout`` (pings every ``ping_interval``; the pump turns ``websockets``' own
-  keepalive off so there is one).
+  keepalive off so there is one). A tick that comes more than ``pump_late_s`` after such a
+  deadline means the pump itself was held up (a starved process: the pong or the event may
+  be sitting unread in its socket), so the socket is judged once more ``pump_grace_s``
+  later, after the reader has had its turn, instead of being aborted for our own stall.
 - **Replay** of a successor must complete within ``replay_timeout_s``, else that attempt failed.
 """
 
@@ -87,6 +90,11 @@ class ContinuityOptions:
     recover_connect_s: float = 2.0
     max_outage_s: float = 30.0
     stall_timeout_s: float = 8.0  # nothing heard while a reply is expected
+    # A keepalive or stall deadline met by a tick this late: the pump was held up, not the
+    # server; judged again after pump_grace_s (measured: a starved worker's loop stalled
+    # 5-15 s with 8 calls on 2 cores, and every call reconnected for it).
+    pump_late_s: float = 1.0
+    pump_grace_s: float = 0.5
     audio_ring_s: float = 30.0
     max_replay_audio_s: float = 30.0
     replay_timeout_s: float = 10.0
@@ -239,6 +247,7 @@ class Continuity:
         self._expect_since: float | None = None  # a reply is expected since
         self._next_ping: float | None = None
         self._ping_sent: float | None = None
+        self._recheck_at: float | None = None  # a deadline met late, judged again then
         self._aborted = False
         self._window: _Window | None = None
         self._look_at: float | None = None  # next look for a rollover boundary
@@ -371,6 +380,7 @@ class Continuity:
         if self.live is None:
             return False
         self._heard_at = now
+        self._recheck_at = None
         if isinstance(event, ev.ErrorReceived):
             if event.error.code == "session_expired":
                 self._expired = True
@@ -392,6 +402,7 @@ class Continuity:
     def pong(self, socket: int, now: float) -> None:
         if socket == self.live:
             self._ping_sent = None
+            self._recheck_at = None
 
     # ------------------------------------------------------------------ time
 
@@ -405,13 +416,16 @@ class Continuity:
         if (
             state is ContinuityState.LIVE or state is ContinuityState.ROLLING
         ) and not self._aborted:
+            judge: list[float] = []  # when the socket is judged
             if self._ping_sent is not None:
                 if self.ping_timeout is not None:
-                    due.append(self._ping_sent + self.ping_timeout)
+                    judge.append(self._ping_sent + self.ping_timeout)
             elif self._next_ping is not None:
                 due.append(self._next_ping)
             if self._expect_since is not None:
-                due.append(self._silent_since() + self.options.stall_timeout_s)
+                judge.append(self._silent_since() + self.options.stall_timeout_s)
+            recheck = self._recheck_at
+            due += judge if recheck is None else [max(t, recheck) for t in judge]
             if state is ContinuityState.LIVE and self._look_at is not None:
                 due.append(self._look_at)
         if self._replay_due is not None:
@@ -456,6 +470,8 @@ class Continuity:
             return []
         if self._ping_sent is not None:
             if self.ping_timeout is not None and now >= self._ping_sent + self.ping_timeout:
+                if self._late(now, self._ping_sent + self.ping_timeout):
+                    return []
                 return self._abort(live, f"no pong within {self.ping_timeout:g} s")
         elif self._next_ping is not None and now >= self._next_ping:
             assert self.ping_interval is not None
@@ -465,8 +481,20 @@ class Continuity:
         if self._expect_since is not None:
             silent = now - self._silent_since()
             if silent >= self.options.stall_timeout_s:
+                if self._late(now, self._silent_since() + self.options.stall_timeout_s):
+                    return []
                 return self._abort(live, f"silent for {silent:.1f} s while a reply is expected")
         return []
+
+    def _late(self, now: float, due: float) -> bool:
+        """Whether to hold off judging a socket whose deadline ``due`` has passed: once, for
+        ``pump_grace_s``, when this tick came more than ``pump_late_s`` after it."""
+        if self._recheck_at is not None:
+            return now < self._recheck_at
+        if now - due > self.options.pump_late_s:
+            self._recheck_at = now + self.options.pump_grace_s
+            return True
+        return False
 
     def _silent_since(self) -> float:
         assert self._expect_since is not None
@@ -493,6 +521,7 @@ class Continuity:
         self._heard_at = now
         self._expect_since = None
         self._ping_sent = None
+        self._recheck_at = None
         self._next_ping = now + self.ping_interval if self.ping_interval is not None else None
         self._aborted = self._expired = self._stalled = False
         self._window = self._rollover_window(opened_at, expires)

@@ -407,6 +407,40 @@ def test_keepalive_pings_every_interval_and_aborts_when_a_pong_is_late() -> None
     assert c.loss_reason == "stalled"
 
 
+def test_a_pong_missed_only_because_the_pump_was_held_up_does_not_abort() -> None:
+    """A starved process: the tick for the pong's deadline (15) comes at 21, the pong read
+    just after it. The socket is judged again after the grace, and it answered."""
+    c = core(ping_interval=10.0, ping_timeout=5.0, pump_late_s=1.0, pump_grace_s=0.5)
+    live(c, expires_in=None)
+    assert c.tick(10.0) == (Ping(1),)
+    assert c.tick(21.0) == ()  # 6 s late: the pump's own stall, not the server's
+    assert c.next_deadline == 21.5
+    c.pong(1, 21.01)  # the reader's turn: the pong was waiting in the socket
+    assert c.next_deadline == 20.0  # the next ping, at once
+    assert c.tick(21.5) == (Ping(1),)
+
+
+def test_a_socket_still_silent_after_the_grace_is_aborted() -> None:
+    c = core(ping_interval=10.0, ping_timeout=5.0, stall_timeout_s=8.0)
+    live(c, expires_in=None)
+    assert c.tick(10.0) == (Ping(1),)
+    assert c.tick(21.0) == ()  # late tick: held off once
+    [abort] = c.tick(21.5)
+    assert abort == Abort(1, "no pong within 5 s")
+    # The same for a reply owed: a late tick holds off once, then the silence counts.
+    c = core(stall_timeout_s=8.0)
+    live(c, expires_in=None)
+    c.receive(ev.InputCleared(), 1.0, reply_expected=True)
+    assert c.tick(9.5) != ()  # 0.5 s late is on time: aborted
+    c = core(stall_timeout_s=8.0)
+    live(c, expires_in=None)
+    c.receive(ev.InputCleared(), 1.0, reply_expected=True)
+    assert c.tick(12.0) == ()
+    c.receive(ev.InputCleared(), 12.01, reply_expected=True)  # the reply had come meanwhile
+    assert c.next_deadline == pytest.approx(20.01)
+    assert c.tick(12.5) == ()
+
+
 def test_pings_go_to_the_live_socket_only_and_stop_with_it() -> None:
     c = core(ping_interval=10.0, ping_timeout=10.0, max_session_s=100.0)
     live(c, expires_in=None)
