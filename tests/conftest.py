@@ -27,7 +27,6 @@ from __future__ import annotations
 import gc
 import os
 import select
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -38,7 +37,7 @@ from typing import Any
 import pytest
 
 from bridge.heap import freeze
-from bridge.local import netns
+from bridge.local import netns, processes
 from sessions.simulator import Simulator, SimulatorConfig, add_observer, remove_observer
 from tests.realtime_schema import check_event, check_journal
 
@@ -156,16 +155,7 @@ class SimProcess:
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, wait, and return the exit status (SIGKILL if it hangs)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        return self.process.returncode
+        return processes.stop(self.process, timeout)
 
 
 @pytest.fixture

@@ -17,10 +17,6 @@ import asyncio
 import contextlib
 import json
 import os
-import select
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,8 +25,14 @@ import pytest
 from bridge.local import netns
 from bridge.local.impaired_call import Reach
 from bridge.local.livekit_server import Credentials
-from tests.realroom import REPO_ROOT, REQUIRE_ENV, SimProcess, clean_env, room_name, token
-from tests.realtime_schema import check_journal
+from tests.realroom import (
+    REQUIRE_ENV,
+    SimProcess,
+    room_name,
+    start_sim,
+    stop_sim,
+    token,
+)
 
 PREFIXES = ("bridge-caller-", "bridge-model-", "bridge-linktest-")
 
@@ -71,33 +73,11 @@ def namespace(prefix: str) -> Iterator[netns.Namespace]:
 def sim_in(space: netns.Namespace, host: str, work: Path) -> Iterator[SimProcess]:
     """``bridge sim`` (echo) listening on ``host`` inside ``space``; its journal is checked
     against the SDK's models at the end."""
-    journal = work / f"sim-{host}.jsonl"
-    argv = [sys.executable, "-m", "bridge", "sim", "--host", host, "--port", "0"]
-    with (work / f"sim-{host}.stderr").open("wb") as stderr:
-        process = subprocess.Popen(
-            space.command([*argv, "--journal", str(journal)]),
-            cwd=REPO_ROOT,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            env=clean_env(),
-        )
-    assert process.stdout is not None
-    ready, _, _ = select.select([process.stdout], [], [], 30)
-    line = process.stdout.readline().decode().strip() if ready else ""
-    prefix = "realtime simulator listening on "
-    assert line.startswith(prefix), f"bridge sim did not start: {line!r}"
+    sim = start_sim(work, "--host", host, namespace=space)
     try:
-        yield SimProcess(process, line.removeprefix(prefix), journal)
+        yield sim
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        process.stdout.close()
-    checked, problems = check_journal(journal)
-    assert not problems, f"{len(problems)} of {checked} simulator events: {problems[:5]}"
+        stop_sim(sim)
 
 
 def webrtc_reach(livekit: Credentials, agent: str, profile: str = "echo-test") -> Reach:

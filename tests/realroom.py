@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from typing import Any
 
 import pytest
 
+from bridge.local import netns, processes
 from bridge.local.livekit_server import INSTALL_HINT, Credentials, LocalLiveKit, find_binary
 from bridge.pod.settings import child_environment
 from tests.realtime_schema import check_journal
@@ -123,13 +123,15 @@ class SimProcess:
     journal: Path
 
 
-def start_sim(work: Path, *args: str) -> SimProcess:
-    """``bridge sim`` (echo unless ``args`` say otherwise) journaling every frame in ``work``."""
+def start_sim(work: Path, *args: str, namespace: netns.Namespace | None = None) -> SimProcess:
+    """``bridge sim`` (echo unless ``args`` say otherwise) journaling every frame in ``work``;
+    inside ``namespace`` if one is given (else this process's own)."""
     journal = work / "journal.jsonl"
+    argv = [sys.executable, "-m", "bridge", "sim", "--port", "0", "--journal", str(journal)]
+    argv += args
     with (work / "sim.stderr").open("wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "sim", "--port", "0", "--journal", str(journal)]
-            + list(args),
+            namespace.command(argv) if namespace is not None else argv,
             cwd=REPO_ROOT,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -145,10 +147,7 @@ def start_sim(work: Path, *args: str) -> SimProcess:
 
 def stop_sim(sim: SimProcess) -> None:
     """Stop it; every server event it journaled must validate against the SDK's models."""
-    sim.process.send_signal(signal.SIGTERM)
-    sim.process.wait(10)
-    if sim.process.stdout is not None:
-        sim.process.stdout.close()
+    processes.stop(sim.process)
     checked, problems = check_journal(sim.journal)
     assert not problems, f"{len(problems)} of {checked} simulator events: {problems[:5]}"
 
@@ -251,14 +250,7 @@ def start_worker(
 
 
 def stop_worker(worker: Worker, timeout: float = 30) -> int:
-    if worker.process.poll() is None:
-        worker.process.send_signal(signal.SIGTERM)
-        try:
-            worker.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            worker.process.kill()
-            worker.process.wait()
-    return worker.process.returncode
+    return processes.stop(worker.process, timeout)
 
 
 @pytest.fixture(scope="session")

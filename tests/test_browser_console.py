@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import json
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ import numpy as np
 import pytest
 import soxr
 
+from bridge.local import processes
 from bridge.local.heard import Heard, analyse
 from bridge.local.livekit_server import Credentials
 from bridge.local.wavfile import write_wav
@@ -60,13 +60,7 @@ class Console:
     log: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        processes.stop(self.process)
 
 
 def start_console(

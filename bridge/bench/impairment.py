@@ -42,11 +42,9 @@ import math
 import os
 import platform
 import select
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -54,7 +52,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from bridge.errors import BenchmarkError
-from bridge.local import netns
+from bridge.local import netns, processes
 from bridge.local.caller_script import DEFAULT_TURNS, Turn
 from bridge.local.impaired_call import (
     CallError,
@@ -224,15 +222,7 @@ class Process:
     log: Path
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        processes.stop(self.process, timeout)
 
     def records(self, **match: str) -> list[dict[str, Any]]:
         """The JSON log records whose fields include ``match``."""
@@ -301,20 +291,12 @@ def start_worker(
         )
     worker = Process(process, log)
     deadline = time.monotonic() + 60
-    while not _ready(port):
+    while not processes.worker_ready(port):
         if process.poll() is not None or time.monotonic() > deadline:
             worker.stop()
             raise BenchmarkError(f"bridge start did not register:\n{log.read_text()[-2000:]}")
         time.sleep(0.1)
     return worker
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
-            return bool(reply.status == 200)
-    except OSError:
-        return False
 
 
 @dataclass

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.errors import BridgeError
+from bridge.local import processes
 from bridge.local.livekit_server import Credentials, LocalLiveKit, Ports
 from bridge.local.redis_server import LocalRedis
 from bridge.pod.settings import child_environment
@@ -193,14 +194,7 @@ class ClusterWorker:
         """SIGTERM (drain), then SIGKILL after ``timeout``."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return processes.stop(self.process, timeout)
 
 
 @dataclass(frozen=True, slots=True)

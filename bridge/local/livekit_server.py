@@ -14,7 +14,6 @@ One node needs no Redis; nodes of a cluster share one (``redis=``) and each need
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 import shutil
 import subprocess
@@ -27,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 
 from bridge.errors import BridgeError
+from bridge.local import processes
 
 REPO_TOOLS = Path(__file__).resolve().parents[2] / ".tools" / "bin"
 INSTALL_HINT = "deploy/livekit/install.sh"
@@ -200,15 +200,8 @@ class LocalLiveKit:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if it does not exit within ``timeout`` (idempotent)."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout)
+        if process is not None:
+            processes.stop(process, timeout)
 
     def kill(self) -> None:
         """SIGKILL at once: a node lost, for failure tests."""

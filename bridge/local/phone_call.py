@@ -34,12 +34,10 @@ import json
 import os
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -49,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from bridge.errors import BridgeError
-from bridge.local import netns
+from bridge.local import netns, processes
 from bridge.local.g711 import PHONE_RATE, resample
 from bridge.local.heard import analyse
 from bridge.local.livekit_server import Credentials, LocalLiveKit, Ports
@@ -90,23 +88,7 @@ def _process(argv: list[str], log: Path, env: dict[str, str]) -> Iterator[subpro
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
-            return bool(reply.status == 200)
-    except OSError:
-        return False
+        processes.stop(process, 30)
 
 
 @contextmanager
@@ -166,7 +148,7 @@ def phone_lab(work: Path, args: argparse.Namespace) -> Iterator[Lab]:
             )
         )
         deadline = time.monotonic() + 90
-        while not _ready(METRICS_PORT):
+        while not processes.worker_ready(METRICS_PORT):
             if worker.poll() is not None or time.monotonic() > deadline:
                 raise PhoneCallError(f"bridge start did not register: see {worker_log}")
             time.sleep(0.1)

@@ -9,7 +9,6 @@ directory a scratch folder.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import socket
 import subprocess
@@ -17,6 +16,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from bridge.local import processes
 from bridge.local.livekit_server import LocalServerError
 
 INSTALL_HINT = "deploy/livekit/install-sip.sh"
@@ -98,15 +98,8 @@ class LocalRedis:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL if it does not exit within ``timeout`` (idempotent)."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout)
+        if process is not None:
+            processes.stop(process, timeout)
 
     def log_tail(self, lines: int = 20) -> str:
         try:
