@@ -24,9 +24,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from bridge.console.assets import built
+from tests.realroom import skip_or_fail
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DRIVER = REPO_ROOT / "tests" / "browser_driver.mjs"
@@ -49,12 +48,7 @@ def _unavailable() -> str | None:
 
 def require_browser() -> None:
     """Skip (locally) or fail (CI) when the browser tests cannot run here."""
-    reason = _unavailable()
-    if reason is None:
-        return
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{REQUIRE_ENV}=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
+    skip_or_fail(_unavailable(), REQUIRE_ENV)
 
 
 class DriverError(AssertionError):

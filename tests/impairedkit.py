@@ -20,8 +20,6 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from bridge.local import netns
 from bridge.local.impaired_call import Reach
 from bridge.local.livekit_server import Credentials
@@ -29,6 +27,7 @@ from tests.realroom import (
     REQUIRE_ENV,
     SimProcess,
     room_name,
+    skip_or_fail,
     start_sim,
     stop_sim,
     token,
@@ -41,11 +40,7 @@ def require_namespaces() -> None:
     reason = netns.unavailable()
     if reason is None and not Path("/dev/net/tun").exists():
         reason = "no /dev/net/tun"
-    if reason is None:
-        return
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{REQUIRE_ENV}=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
+    skip_or_fail(reason, REQUIRE_ENV)
 
 
 def _remove_stale() -> None:

@@ -92,11 +92,15 @@ def _unavailable() -> str | None:
 
 def require_livekit() -> None:
     """Skip (locally) or fail (CI) when the real server cannot run here."""
-    reason = _unavailable()
+    skip_or_fail(_unavailable(), REQUIRE_ENV)
+
+
+def skip_or_fail(reason: str | None, require_env: str) -> None:
+    """Nothing when ``reason`` is None; else skip, or fail where ``require_env`` is 1 (CI)."""
     if reason is None:
         return
-    if os.environ.get(REQUIRE_ENV) == "1":
-        pytest.fail(f"{REQUIRE_ENV}=1 but {reason}", pytrace=False)
+    if os.environ.get(require_env) == "1":
+        pytest.fail(f"{require_env}=1 but {reason}", pytrace=False)
     pytest.skip(reason)
 
 
