@@ -95,7 +95,8 @@ def test_the_call_survives_and_every_figure_is_read(
     first, second = result.turns
     assert first.mouth_to_ear_ms is not None and first.mouth_to_ear_ms > 0
     # Talked over 600 ms into its reply (the question's echo, 3.65 s) and stopped: most of
-    # it was never heard (a reply played on through the barge-in repeats about 0.8 of it).
+    # it was never heard (a reply played on through the barge-in repeats 0.8-1 of it; to
+    # reach 0.6 here the stop would take 1.6 s, three lost retransmissions in a row).
     assert first.cut and first.barge_in_stop_ms is not None and first.barge_in_stop_ms > 0
     assert 0 < first.repeated < 0.6, first.repeated
     assert second.reply is not None and second.resemblance is not None
