@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 from livekit import rtc
@@ -128,3 +131,48 @@ def test_an_untested_sdk_version_is_refused_at_import() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode != 0
     assert "tested with livekit 1.1.21" in done.stderr and "9.9.9 is installed" in done.stderr
+
+
+CANCELLED_MID_CAPTURE = """
+import asyncio
+import numpy as np
+from livekit import rtc
+from bridge.room.routed_audio import RoutedAudioSource
+
+async def main() -> None:
+    source = RoutedAudioSource(24000, 1, queue_size_ms=200)
+    rtc.LocalAudioTrack.create_audio_track("t", source)
+    frame = rtc.AudioFrame(np.full(240, 1000, np.int16).tobytes(), 24000, 1, 240)
+    captured = 0
+
+    async def play() -> None:
+        nonlocal captured
+        while True:
+            await source.capture_frame(frame)
+            captured += 1
+
+    player = asyncio.create_task(play())
+    while captured < 30:  # the 200 ms queue is full: the next capture waits for room
+        await asyncio.sleep(0.01)
+    player.cancel()  # mid-capture, as a call's playout is cancelled when the call ends
+    await asyncio.gather(player, return_exceptions=True)
+    await source.aclose()
+    print("closed", flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_a_capture_cancelled_mid_flight_completes_before_the_source_closes() -> None:
+    """The process exits right after the close: a completion still owed by the native side
+    would then arrive after the FFI shut down, and livekit_ffi logs it as an error (what
+    Ctrl-C in ``bridge try`` printed before the close waited for it)."""
+    done = subprocess.run(
+        [sys.executable, "-c", CANCELLED_MID_CAPTURE],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert done.returncode == 0 and done.stdout == "closed\n", done.stderr
+    assert "Failed to send callback" not in done.stderr and "ERROR" not in done.stderr, done.stderr

@@ -255,7 +255,18 @@ class RoutedAudioStream:
 
 
 class RoutedAudioSource(rtc.AudioSource):
-    """An ``rtc.AudioSource`` whose captures wait for their own completion only."""
+    """An ``rtc.AudioSource`` whose captures wait for their own completion only.
+
+    A capture whose caller is cancelled (a playout or a caller stopped mid-frame) still
+    completes natively, once the queue has room: :meth:`aclose` empties the queue and waits
+    for those before it lets the handle go, because a completion the native side sends after
+    the process has shut the FFI down is logged as an error (``Failed to send callback``).
+    """
+
+    def __init__(self, sample_rate: int, num_channels: int, *, queue_size_ms: int = 1000) -> None:
+        super().__init__(sample_rate, num_channels, queue_size_ms=queue_size_ms)
+        self._queue_s = queue_size_ms / 1000
+        self._in_flight: set[asyncio.Future[proto_ffi.FfiEvent]] = set()
 
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
         if frame.samples_per_channel == 0 or self._ffi_handle.disposed:
@@ -264,15 +275,24 @@ class RoutedAudioSource(rtc.AudioSource):
         request = proto_ffi.FfiRequest()
         request.capture_audio_frame.source_handle = self._ffi_handle.handle
         request.capture_audio_frame.buffer.CopyFrom(frame._proto_info())
-        router = _Router.get()
-        done = router.capture(request)
-        try:
-            event = await done
-        finally:
-            if not done.done():
-                router.forget_capture(done)
+        done = _Router.get().capture(request)
+        if not done.done():
+            self._in_flight.add(done)
+            done.add_done_callback(self._in_flight.discard)
+        event = await asyncio.shield(done)  # cancelled, the capture is still tracked
         if event.capture_audio_frame.error:
             raise RuntimeError(event.capture_audio_frame.error)
+
+    async def aclose(self) -> None:
+        """Close, once the captures still in flight have completed (see the class doc)."""
+        if self._in_flight and not self._ffi_handle.disposed:
+            self.clear_queue()
+            await asyncio.wait(set(self._in_flight), timeout=self._queue_s + 0.5)
+            router = _Router.get()
+            for done in list(self._in_flight):  # never completed: nothing will claim it
+                router.forget_capture(done)
+                done.cancel()
+        await super().aclose()
 
     def _account(self, frame: rtc.AudioFrame) -> None:
         """Keep the SDK's own estimate of what is queued (``queued_duration``) and its
