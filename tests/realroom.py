@@ -297,3 +297,12 @@ async def dispatch(livekit: Credentials, room: str, metadata: dict[str, Any]) ->
                 agent_name=AGENT_NAME, room=room, metadata=json.dumps(metadata)
             )
         )
+
+
+async def open_rooms(livekit: Credentials) -> set[str]:
+    """The names of the rooms the server has open now."""
+    from livekit import api
+
+    async with api.LiveKitAPI(livekit.http_url, livekit.api_key, livekit.api_secret) as lk:
+        listed = await lk.room.list_rooms(api.ListRoomsRequest())
+    return {room.name for room in listed.rooms}

@@ -14,6 +14,7 @@ temporary folder (``console-mid-call.png``, ``console-chat.png``).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import select
@@ -42,6 +43,7 @@ from tests.realroom import (
     Worker,
     clean_env,
     journal_frames,
+    open_rooms,
     require_livekit,
 )
 from tests.test_real_room import demo_at, echoes
@@ -354,10 +356,12 @@ class SecondJoin:
     entries: list[dict[str, Any]]
     states: list[str]
     figures: list[dict[str, Any]]
+    second_ended: str = ""
+    open_after: tuple[set[str], set[str]] = (set(), set())  # the server's rooms after each
 
 
 @pytest.fixture(scope="module")
-def second_join(browser_call: BrowserCall, work: Path) -> SecondJoin:
+def second_join(browser_call: BrowserCall, work: Path, livekit: Credentials) -> SecondJoin:
     """In the same page: type to the agent, hang up, join again (microphone off), type again,
     hang up."""
     page = browser_call.page
@@ -365,8 +369,8 @@ def second_join(browser_call: BrowserCall, work: Path) -> SecondJoin:
     chat(page, "hello console")
     page.screenshot(work / "console-chat.png")
     page.click("#hangup")
-    page.wait_for("window.bridgeConsole.state() === 'disconnected'", timeout=20)
-    ended = page.text("#call-status")
+    ended = hung_up(page)
+    first_open = asyncio.run(open_rooms(livekit))
     page.set_checked("#microphone", False)  # type only: the fake microphone has had its say
     page.click("#join")
     until(
@@ -376,16 +380,30 @@ def second_join(browser_call: BrowserCall, work: Path) -> SecondJoin:
         timeout=30,
     )
     chat(page, "second call")
+    second_room = page.text("#room")
     second = SecondJoin(
-        (first_room, page.text("#room")),
+        (first_room, second_room),
         ended,
         dom(page, ENTRIES),
         dom(page, STATES),
         dom(page, FIGURES),
     )
+    assert second_room in asyncio.run(open_rooms(livekit))  # the negative control
     page.click("#hangup")
-    page.wait_for("window.bridgeConsole.state() === 'disconnected'", timeout=20)
+    second.second_ended = hung_up(page)
+    second.open_after = (first_open, asyncio.run(open_rooms(livekit)))
     return second
+
+
+def hung_up(page: Page) -> str:
+    """Once the page says the call ended (after asking its server to end the room): what it says."""
+    until(
+        page,
+        "window.bridgeConsole.state() === 'disconnected'"
+        " && document.querySelector('#call-status').textContent.startsWith('Call ended')",
+        timeout=20,
+    )
+    return page.text("#call-status")
 
 
 def test_chat_hang_up_and_join_again(second_join: SecondJoin) -> None:
@@ -396,6 +414,15 @@ def test_chat_hang_up_and_join_again(second_join: SecondJoin) -> None:
     typed = [e for e in second_join.entries if e["kind"] == "chat"]
     assert [(e["speaker"], e["text"]) for e in typed] == [("user", "second call")]
     assert second_join.states[0] == "connecting" and "speaking" in second_join.states
+
+
+def test_hanging_up_ends_the_room_for_everyone(second_join: SecondJoin) -> None:
+    """Each room is gone from the server as soon as the page says the call ended; left alone
+    it would stay open through the agent's empty-room grace and the server's departure
+    timeout (the second room was open just before the hang-up: the test's control)."""
+    (first, second), (after_first, after_second) = second_join.rooms, second_join.open_after
+    assert second_join.ended == second_join.second_ended == "Call ended: you hung up."
+    assert first not in after_first and second not in after_second
 
 
 def bad_join(browser: Chromium, url: str, *, timeout: float = 30) -> tuple[Page, str]:

@@ -29,7 +29,7 @@ from bridge.console.joins import (
 from bridge.console.server import console_app
 from bridge.local.livekit_server import Credentials
 from bridge.pod.settings import LiveKitSettings
-from tests.realroom import PROFILES, REPO_ROOT, clean_env
+from tests.realroom import PROFILES, REPO_ROOT, clean_env, open_rooms
 
 SECRET = "console-test-secret-0123456789abcdef"
 DEAD = "ws://127.0.0.1:9"  # the discard port: nothing answers
@@ -189,3 +189,39 @@ async def test_a_refused_key_is_named_as_such(livekit: Credentials, profiles: Pr
     assert caught.value.status == 502
     assert str(caught.value).startswith(f"LiveKit at {livekit.url} refused the API key")
     assert SECRET not in str(caught.value) and livekit.api_secret not in str(caught.value)
+
+
+async def test_ending_a_room_the_console_did_not_make_is_refused(
+    client: TestClient[Any, Any],
+) -> None:
+    """No request reaches LiveKit (nothing listens at DEAD): 404 from the console itself."""
+    reply = await client.post("/api/rooms/console-0000/end")
+    assert reply.status == 404
+    assert (await reply.json())["error"] == (
+        "console-0000 is not a room this console made and has not ended"
+    )
+
+
+async def test_a_hang_up_ends_the_room_it_made_and_only_that(
+    livekit: Credentials, profiles: ProfileSet
+) -> None:
+    """Against the real server: the room is deleted (the agent's call ends with it); ending it
+    again, or a room someone else made, is refused and that room stays."""
+    from livekit import api
+
+    settings = LiveKitSettings(livekit.url, livekit.api_key, livekit.api_secret)
+    rooms = Rooms(settings, profiles, "console-nobody")  # no worker: the rooms stay empty
+    mine = await rooms.join({"profile": "browser-test"})
+    theirs = f"other-{mine.room}"
+    async with api.LiveKitAPI(livekit.http_url, livekit.api_key, livekit.api_secret) as lk:
+        await lk.room.create_room(api.CreateRoomRequest(name=theirs, empty_timeout=30))
+    assert {mine.room, theirs} <= await open_rooms(livekit)
+
+    async with TestClient(TestServer(console_app(rooms))) as client:
+        ended = await client.post(f"/api/rooms/{mine.room}/end")
+        assert ended.status == 200 and await ended.json() == {"ended": mine.room}
+        again = await client.post(f"/api/rooms/{mine.room}/end")
+        other = await client.post(f"/api/rooms/{theirs}/end")
+    assert again.status == 404 and other.status == 404
+    still = await open_rooms(livekit)
+    assert mine.room not in still and theirs in still

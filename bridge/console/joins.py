@@ -14,6 +14,10 @@ server of the environment (``LIVEKIT_URL``/``LIVEKIT_API_KEY``/``LIVEKIT_API_SEC
 3. a token for that one room and that one identity is signed, valid for ten minutes (enough
    to join; an ongoing call outlives it), and handed to the browser with the server's URL.
 
+Hanging up ends the room (:meth:`Rooms.end`: deleted on the server, so the agent's call ends
+at once and its worker is free for the next join); a page closed without hanging up leaves it
+to the server's timeouts.
+
 The API secret signs tokens and API requests here and goes nowhere else: not to the browser,
 not into a response, not into a log record (``bridge.logs`` scrubs it everywhere).
 
@@ -57,7 +61,8 @@ class JoinRefused(BridgeError):
     """A join the console will not make; ``status`` is the HTTP status the page gets.
 
     400: the request is wrong (an unknown profile, an override the profile does not allow, an
-    invalid value); 502: the LiveKit server is unreachable or refused the console's key.
+    invalid value); 404: a room this console did not make (or has ended); 502: the LiveKit
+    server is unreachable or refused the console's key.
     """
 
     def __init__(self, message: str, *, status: int = 400) -> None:
@@ -153,6 +158,7 @@ class Rooms:
         self.profiles = profiles
         self.agent_name = agent_name
         self.agent_timeout_s = agent_timeout_s
+        self._made: set[str] = set()  # rooms this console made and has not ended
 
     @property
     def url(self) -> str:
@@ -204,6 +210,7 @@ class Rooms:
             )
             .to_jwt()
         )
+        self._made.add(room)
         log.info(
             "console.join",
             room=room,
@@ -213,6 +220,24 @@ class Rooms:
             agent_name=self.agent_name,
         )
         return Join(self.url, room, identity, token, self.agent_name, self.agent_timeout_s)
+
+    async def end(self, room: str) -> None:
+        """Hang up ``room`` for everyone: delete it on the server, so the agent's call ends now
+        rather than after its empty-room grace and the server's departure timeout. Only a room
+        this console made and has not ended (404 otherwise); one already gone is ended."""
+        if room not in self._made:
+            raise JoinRefused(
+                f"{room} is not a room this console made and has not ended", status=404
+            )
+        async with _reaching(self.url):
+            async with self._api() as lk:
+                try:
+                    await lk.room.delete_room(api.DeleteRoomRequest(room=room))
+                except api.TwirpError as exc:
+                    if exc.status != 404:  # not found: it closed already (everyone left)
+                        raise
+        self._made.discard(room)
+        log.info("console.room_ended", room=room)
 
     async def diagnose(self, room: str) -> str:
         """Why no agent joined ``room``, as the LiveKit server sees its dispatch."""

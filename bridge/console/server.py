@@ -1,4 +1,4 @@
-"""The console's web server (aiohttp): the page, its bundle, and three JSON routes.
+"""The console's web server (aiohttp): the page, its bundle, and four JSON routes.
 
 - ``GET /``: the page (``index.html``); ``GET /static/…``: the built bundle.
 - ``GET /api/config``: the profiles (each one's overridable fields and current values), the
@@ -7,6 +7,8 @@
   dispatched to it and a token for the browser (:meth:`Rooms.join`), or ``{"error": …}`` with
   400 (the request is wrong) or 502 (LiveKit is unreachable or refused the key).
 - ``GET /api/rooms/{room}/diagnosis``: why no agent joined that room (:meth:`Rooms.diagnose`).
+- ``POST /api/rooms/{room}/end``: hang up, for everyone in it (:meth:`Rooms.end`); 404 for a
+  room this console did not make.
 
 It binds 127.0.0.1 unless told otherwise: whoever reaches it can start calls with this
 environment's LiveKit project. Responses carry tokens for one room, never the API key's
@@ -81,6 +83,16 @@ async def diagnosis(request: web.Request) -> web.Response:
     return web.json_response({"message": message}, headers=NO_STORE)
 
 
+async def end(request: web.Request) -> web.Response:
+    rooms = request.app[ROOMS]
+    room = request.match_info["room"]
+    try:
+        await rooms.end(room)
+    except JoinRefused as exc:
+        return _error(exc.message, exc.status)
+    return web.json_response({"ended": room}, headers=NO_STORE)
+
+
 def console_app(rooms: Rooms) -> web.Application:
     """The console's application, for ``rooms`` (one LiveKit server, one agent name)."""
     app = web.Application()
@@ -89,6 +101,7 @@ def console_app(rooms: Rooms) -> web.Application:
     app.router.add_get("/api/config", config)
     app.router.add_post("/api/join", join)
     app.router.add_get("/api/rooms/{room}/diagnosis", diagnosis)
+    app.router.add_post("/api/rooms/{room}/end", end)
     STATIC.mkdir(exist_ok=True)  # aiohttp wants the folder; the page says when it is empty
     app.router.add_static("/static/", STATIC)
     return app

@@ -428,7 +428,16 @@ class Call {
     await this.room.disconnect();
     this.updateState();
     await this.audio.close();
-    this.finish('you hung up');
+    // The room ends for everyone, so the agent's call ends now, not after the server's
+    // timeouts; if that fails, the call is still over for this page.
+    let note = '';
+    try {
+      const reply = await fetch(`/api/rooms/${encodeURIComponent(this.join.room)}/end`, { method: 'POST' });
+      if (!reply.ok) note = ` (the room was not ended: ${(await reply.json()).error ?? reply.status})`;
+    } catch (error) {
+      note = ` (the room was not ended: ${error.message})`;
+    }
+    this.finish(`you hung up${note}`);
   }
 }
 
