@@ -425,6 +425,44 @@ def test_hanging_up_ends_the_room_for_everyone(second_join: SecondJoin) -> None:
     assert first not in after_first and second not in after_second
 
 
+@dataclass
+class LeftPage:
+    room: str
+    open_before: set[str]  # the server's rooms while the page was in the call
+    ended_logged: bool  # the console's log said it ended the room
+    open_after: set[str]
+
+
+@pytest.fixture(scope="module")
+def left_page(chromium: Chromium, console: Console, livekit: Credentials) -> LeftPage:
+    """A page that joins (typing only) and is navigated away mid-call, never hanging up."""
+    page = open_console(chromium, f"{console.url}?profile=browser-test")
+    page.set_checked("#microphone", False)
+    page.click("#join")
+    until(page, "window.bridgeConsole.state() === 'listening'", timeout=30)
+    room = page.text("#room")
+    before = asyncio.run(open_rooms(livekit))
+    page.goto("about:blank")
+    deadline = time.monotonic() + 20  # a safety net: the beacon leaves with the page
+    while not (logged := ended_in_log(console, room)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return LeftPage(room, before, logged, asyncio.run(open_rooms(livekit)))
+
+
+def ended_in_log(console: Console, room: str) -> bool:
+    """The console's log says it ended ``room``."""
+    return any(
+        "console.room_ended" in line and f"room={room}" in line.split()
+        for line in console.log.read_text().splitlines()
+    )
+
+
+def test_leaving_the_page_mid_call_ends_the_room(left_page: LeftPage) -> None:
+    assert left_page.room in left_page.open_before
+    assert left_page.ended_logged, "the console never ended the room of the page that left"
+    assert left_page.room not in left_page.open_after
+
+
 def bad_join(browser: Chromium, url: str, *, timeout: float = 30) -> tuple[Page, str]:
     """Open the console at ``url`` (a preset), join, and return the message it shows."""
     page = open_console(browser, url)

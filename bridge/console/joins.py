@@ -15,8 +15,8 @@ server of the environment (``LIVEKIT_URL``/``LIVEKIT_API_KEY``/``LIVEKIT_API_SEC
    to join; an ongoing call outlives it), and handed to the browser with the server's URL.
 
 Hanging up ends the room (:meth:`Rooms.end`: deleted on the server, so the agent's call ends
-at once and its worker is free for the next join); a page closed without hanging up leaves it
-to the server's timeouts.
+at once and its worker is free for the next join); so does leaving the page mid-call (the
+page sends a beacon as it goes).
 
 The API secret signs tokens and API requests here and goes nowhere else: not to the browser,
 not into a response, not into a log record (``bridge.logs`` scrubs it everywhere).

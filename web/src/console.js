@@ -495,6 +495,12 @@ async function hangUp() {
   if (call && !call.ended) await call.hangUp();
 }
 
+// Leaving the page mid-call (the tab closed, a reload, another address) hangs up too: the
+// room is ended with a beacon, which the browser still sends while the page goes away.
+function leaving() {
+  if (call && !call.ended) navigator.sendBeacon(`/api/rooms/${encodeURIComponent(call.join.room)}/end`);
+}
+
 async function sendChat(event) {
   event.preventDefault();
   const input = $('#chat-input');
@@ -556,6 +562,7 @@ async function load() {
   $('#hangup').addEventListener('click', hangUp);
   $('#chat-form').addEventListener('submit', sendChat);
   $('#profile').addEventListener('change', renderOverrides);
+  window.addEventListener('pagehide', leaving);
   try {
     const reply = await fetch('/api/config');
     config = await reply.json();
