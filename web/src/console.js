@@ -176,6 +176,7 @@ class Call {
     this.agentElement = null;
     this.agentTimer = null;
     this.ended = false;
+    this.roomEnded = false; // the console's server ended the room (hang-up)
   }
 
   async start() {
@@ -433,6 +434,7 @@ class Call {
     let note = '';
     try {
       const reply = await fetch(`/api/rooms/${encodeURIComponent(this.join.room)}/end`, { method: 'POST' });
+      this.roomEnded = reply.ok;
       if (!reply.ok) note = ` (the room was not ended: ${(await reply.json()).error ?? reply.status})`;
     } catch (error) {
       note = ` (the room was not ended: ${error.message})`;
@@ -497,8 +499,10 @@ async function hangUp() {
 
 // Leaving the page mid-call (the tab closed, a reload, another address) hangs up too: the
 // room is ended with a beacon, which the browser still sends while the page goes away.
+// Keyed on the room, not on the call: livekit-client disconnects on beforeunload, which
+// comes first, so by pagehide the call may already have ended as "the room closed".
 function leaving() {
-  if (call && !call.ended) navigator.sendBeacon(`/api/rooms/${encodeURIComponent(call.join.room)}/end`);
+  if (call && !call.roomEnded) navigator.sendBeacon(`/api/rooms/${encodeURIComponent(call.join.room)}/end`);
 }
 
 async function sendChat(event) {
