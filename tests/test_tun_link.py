@@ -114,9 +114,10 @@ def test_an_outage_loses_everything_both_ways_for_its_length(
     link.outage(1.0)  # from now, both ways
     probing.join()
     [(up, down)] = found
-    for way in (up, down):  # 1 s of 4 s, in one run of ~200 probes
-        assert abs(way.loss - 0.25) < 0.03
-        assert abs(way.mean_burst - 200) < 15
+    for way in (up, down):  # 1 s of 4 s, in one run of ~200 probes (the senders are plain
+        # processes: one stalled at an edge of the outage moves a few dozen probes across it)
+        assert abs(way.loss - 0.25) < 0.05
+        assert abs(way.mean_burst - 200) < 30
 
 
 TCP_SERVER = """
