@@ -170,5 +170,8 @@ async def test_rooms_dispatched_at_once_are_all_answered(
     finally:
         for caller in callers:
             await caller.aclose()
+    # Each caller answered with the echo of its own words: three calls starting at once on
+    # two cores conceal more (CI once heard 16 of 23 pieces, 0.696); another utterance's
+    # echo scores under 0.3 (test_real_room), so half the pieces still tells them apart.
     for caller in callers:
-        assert echoes(last_reply(caller), at_24k(CORRECTION)) >= 0.7
+        assert echoes(last_reply(caller), at_24k(CORRECTION)) >= 0.5
