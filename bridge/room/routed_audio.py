@@ -187,6 +187,19 @@ class _Router:
             done.set_result(early)
         return done
 
+    def still_owed(
+        self, done: asyncio.Future[proto_ffi.FfiEvent]
+    ) -> asyncio.Future[proto_ffi.FfiEvent] | None:
+        """For a capture whose waiter was cancelled (and ``done`` with it): a fresh future its
+        completion will resolve, or None when the completion has already come."""
+        with self._lock:
+            for async_id, (inbox, future) in self._captures.items():
+                if future is done:
+                    owed: asyncio.Future[proto_ffi.FfiEvent] = inbox.loop.create_future()
+                    self._captures[async_id] = (inbox, owed)
+                    return owed
+        return None
+
     def forget_capture(self, done: asyncio.Future[proto_ffi.FfiEvent]) -> None:
         with self._lock:
             for async_id, (_loop, future) in list(self._captures.items()):
@@ -266,7 +279,7 @@ class RoutedAudioSource(rtc.AudioSource):
     def __init__(self, sample_rate: int, num_channels: int, *, queue_size_ms: int = 1000) -> None:
         super().__init__(sample_rate, num_channels, queue_size_ms=queue_size_ms)
         self._queue_s = queue_size_ms / 1000
-        self._in_flight: set[asyncio.Future[proto_ffi.FfiEvent]] = set()
+        self._owed: set[asyncio.Future[proto_ffi.FfiEvent]] = set()  # cancelled captures
 
     async def capture_frame(self, frame: rtc.AudioFrame) -> None:
         if frame.samples_per_channel == 0 or self._ffi_handle.disposed:
@@ -275,23 +288,28 @@ class RoutedAudioSource(rtc.AudioSource):
         request = proto_ffi.FfiRequest()
         request.capture_audio_frame.source_handle = self._ffi_handle.handle
         request.capture_audio_frame.buffer.CopyFrom(frame._proto_info())
-        done = _Router.get().capture(request)
-        if not done.done():
-            self._in_flight.add(done)
-            done.add_done_callback(self._in_flight.discard)
-        event = await asyncio.shield(done)  # cancelled, the capture is still tracked
+        router = _Router.get()
+        done = router.capture(request)
+        try:
+            event = await done
+        except asyncio.CancelledError:  # the capture itself goes on: keep track of it
+            owed = router.still_owed(done)
+            if owed is not None:
+                self._owed.add(owed)
+                owed.add_done_callback(self._owed.discard)
+            raise
         if event.capture_audio_frame.error:
             raise RuntimeError(event.capture_audio_frame.error)
 
     async def aclose(self) -> None:
-        """Close, once the captures still in flight have completed (see the class doc)."""
-        if self._in_flight and not self._ffi_handle.disposed:
+        """Close, once the cancelled captures have completed (see the class doc)."""
+        if self._owed and not self._ffi_handle.disposed:
             self.clear_queue()
-            await asyncio.wait(set(self._in_flight), timeout=self._queue_s + 0.5)
+            await asyncio.wait(set(self._owed), timeout=self._queue_s + 0.5)
             router = _Router.get()
-            for done in list(self._in_flight):  # never completed: nothing will claim it
-                router.forget_capture(done)
-                done.cancel()
+            for owed in list(self._owed):  # never completed: nothing will claim it
+                router.forget_capture(owed)
+                owed.cancel()
         await super().aclose()
 
     def _account(self, frame: rtc.AudioFrame) -> None:

@@ -433,7 +433,7 @@ class Call {
     // timeouts; if that fails, the call is still over for this page.
     let note = '';
     try {
-      const reply = await fetch(`/api/rooms/${encodeURIComponent(this.join.room)}/end`, { method: 'POST' });
+      const reply = await fetch(endUrl(this.join.room), { method: 'POST' });
       this.roomEnded = reply.ok;
       if (!reply.ok) note = ` (the room was not ended: ${(await reply.json()).error ?? reply.status})`;
     } catch (error) {
@@ -502,7 +502,12 @@ async function hangUp() {
 // Keyed on the room, not on the call: livekit-client disconnects on beforeunload, which
 // comes first, so by pagehide the call may already have ended as "the room closed".
 function leaving() {
-  if (call && !call.roomEnded) navigator.sendBeacon(`/api/rooms/${encodeURIComponent(call.join.room)}/end`);
+  if (call && !call.roomEnded) navigator.sendBeacon(endUrl(call.join.room));
+}
+
+// Where the console's server ends a room it made (for everyone in it).
+function endUrl(room) {
+  return `/api/rooms/${encodeURIComponent(room)}/end`;
 }
 
 async function sendChat(event) {
