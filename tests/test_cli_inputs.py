@@ -418,6 +418,7 @@ def servers() -> Iterator[Servers]:
         sim.wait(timeout=30)
         http404.shutdown()
         http404.server_close()
+        closing.shutdown(socket.SHUT_RDWR)  # wakes close_everything's accept: it returns
         for sock in (held, busy, closing):
             sock.close()
 
