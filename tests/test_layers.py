@@ -125,3 +125,117 @@ def test_arrows_with_the_order_pass() -> None:
         ("sessions.simulator.model", "from .session_update import SessionState"),
     ]:
         assert violations(module, imports_of(source, module)) == [], source
+
+
+# --- The environment is read in one place ---------------------------------------------------
+
+SETTINGS_MODULE = "bridge.pod.settings"
+
+
+def environment_uses(source: str) -> list[str]:
+    """Every read or write of the process environment in ``source``: ``os.environ``,
+    ``os.getenv``/``putenv``/``unsetenv`` and those names imported from ``os``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if node.value.id == "os" and node.attr in ("environ", "getenv", "putenv", "unsetenv"):
+                found.append(f"line {node.lineno}: os.{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            for alias in node.names:
+                if alias.name in ("environ", "getenv", "putenv", "unsetenv"):
+                    found.append(f"line {node.lineno}: from os import {alias.name}")
+    return found
+
+
+def test_only_the_settings_module_touches_the_environment() -> None:
+    problems = [
+        f"{module} {use}"
+        for module, path in modules()
+        if module != SETTINGS_MODULE
+        for use in environment_uses(path.read_text(encoding="utf-8"))
+    ]
+    assert not problems, "\n".join(problems)
+    assert environment_uses((ROOT / "bridge/pod/settings.py").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import os\nx = os.environ.get('A')",
+        "import os\nos.getenv('A')",
+        "from os import environ",
+        "import os\nos.environ.pop('HTTP_PROXY', None)",
+    ],
+)
+def test_an_environment_read_is_caught(source: str) -> None:
+    assert environment_uses(source)
+
+
+# --- The bench measures the call through its probe, never by patching it --------------------
+
+
+def call_patches(source: str) -> list[str]:
+    """Assignments (or ``setattr``) in a bench module onto anything of the bridge's own call
+    or room: names imported from ``bridge.call``/``bridge.room`` and values named ``call``."""
+    tree = ast.parse(source)
+    ours = {"call"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+            ("bridge.call", "bridge.room")
+        ):
+            ours.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            ours.update(
+                (alias.asname or alias.name).split(".")[0]
+                for alias in node.names
+                if alias.name.startswith(("bridge.call", "bridge.room"))
+            )
+
+    def root(node: ast.expr) -> str | None:
+        while isinstance(node, (ast.Attribute, ast.Subscript)):
+            node = node.value
+        return node.id if isinstance(node, ast.Name) else None
+
+    found = []
+    for node in ast.walk(tree):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+            targets = [node.target]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "setattr"
+            and node.args
+            and root(node.args[0]) in ours
+        ):
+            found.append(f"line {node.lineno}: setattr on {ast.unparse(node.args[0])}")
+        for target in targets:
+            for part in ast.walk(target):
+                if isinstance(part, ast.Attribute) and root(part) in ours:
+                    found.append(f"line {node.lineno}: {ast.unparse(part)} = …")
+    return found
+
+
+def test_the_bench_assigns_nothing_of_the_call() -> None:
+    problems = [
+        f"{module} {patch}"
+        for module, path in modules()
+        if module.startswith("bridge.bench")
+        for patch in call_patches(path.read_text(encoding="utf-8"))
+    ]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "def f(call):\n    call.playout.clear = None",
+        "from bridge.call.call import Call\nCall.interrupt = None",
+        "from bridge.room.routed_audio import RoutedAudioSource as R\nsetattr(R, 'x', 1)",
+        "import bridge.call.turns\nbridge.call.turns.TurnCore.on = None",
+    ],
+)
+def test_a_patch_of_the_call_is_caught(source: str) -> None:
+    assert call_patches(source)

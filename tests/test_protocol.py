@@ -13,7 +13,7 @@ import pytest
 from sessions import events as ev
 from sessions.error_codes import ERROR_CODES, classify
 from sessions.errors import ErrorKind, InvalidState, SessionUpdateRejected
-from sessions.protocol import RealtimeProtocol
+from sessions.protocol import MAX_TRACKED, RealtimeProtocol
 from tests import frames as f
 from tests.simclient import types
 
@@ -214,6 +214,19 @@ def test_deltas_of_a_discarded_response_are_dropped() -> None:
     )
     assert events == []
     assert p.stats.discarded_deltas == 2
+
+
+def test_the_oldest_discarded_response_is_forgotten_first() -> None:
+    """Past MAX_TRACKED discarded responses, the oldest is evicted (it ended long ago), never
+    the one just talked over, whose deltas may still be arriving."""
+    p = RealtimeProtocol()
+    for n in range(MAX_TRACKED + 1):
+        p.discard_response(f"resp_{n}")
+    newest = f"resp_{MAX_TRACKED}"
+    assert feed(p, f.audio_delta(newest, "item_n", PCM_20MS)) == []
+    assert feed(p, f.audio_delta("resp_1", "item_1", PCM_20MS)) == []
+    [heard] = feed(p, f.audio_delta("resp_0", "item_0", PCM_20MS))
+    assert isinstance(heard, ev.AudioDelta) and heard.response_id == "resp_0"
 
 
 def test_beta_names_are_mapped_to_ga_events() -> None:

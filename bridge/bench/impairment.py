@@ -66,6 +66,7 @@ from bridge.local.impaired_call import (
 from bridge.local.impairment import Impairment
 from bridge.local.livekit_server import INSTALL_HINT, LocalLiveKit, find_binary
 from bridge.local.tun_link import Link, LinkError, caller_link, model_link
+from bridge.pod.settings import child_environment, drop_proxy_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 AGENT_NAME = "bridge-impairment"
@@ -202,18 +203,6 @@ def unavailable() -> str | None:
     return None
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment of every process started here: no proxies, no stray settings."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LIVEKIT_", "BRIDGE_", "OPENAI_", "AZURE_"))
-        and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
-    }
-    env.update(NO_PROXY="*", no_proxy="*", PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
 @dataclass
 class Process:
     """A child process with its log file."""
@@ -245,7 +234,7 @@ def start_simulator(work: Path, host: str, port: int, namespace: netns.Namespace
             namespace.command(argv) if namespace else argv,
             stdout=subprocess.PIPE,
             stderr=err,
-            env=clean_env(),
+            env=child_environment(fresh=True),
             cwd=REPO_ROOT,
         )
     assert process.stdout is not None
@@ -270,7 +259,8 @@ def start_worker(
     profiles.write_text(PROFILES)
     log = work / f"worker-{name}.log"
     creds = livekit.credentials
-    env = clean_env(
+    env = child_environment(
+        fresh=True,
         LIVEKIT_URL=creds.url,
         LIVEKIT_API_KEY=creds.api_key,
         LIVEKIT_API_SECRET=creds.api_secret,
@@ -360,8 +350,7 @@ def testbed(work: Path, *, uplink: bool, seed: int, progress: IO[str]) -> Iterat
         servers = netns.create(f"bridge-imp-{pid}")
         made.append(servers)
         servers.enter()
-        for variable in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
-            os.environ.pop(variable, None)
+        drop_proxy_settings()
         caller_ns = netns.create(f"bridge-imp-caller-{pid}", links=())
         made.append(caller_ns)
         link = Link(caller_link(pid, caller_ns, servers, seed=seed))
@@ -441,7 +430,7 @@ def run_impairment(options: ImpairmentOptions, progress: IO[str] = sys.stderr) -
                             condition,
                             out / f"attempt-{attempt}",
                             turns=options.turns,
-                            env=clean_env(),
+                            env=child_environment(fresh=True),
                         )
                     except (
                         CallError,

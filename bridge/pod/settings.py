@@ -357,6 +357,16 @@ def bench_job(env: Mapping[str, str] | None = None) -> str:
     return value
 
 
+PROXY_SETTINGS = ("http_proxy", "https_proxy", "all_proxy")
+
+
+def drop_proxy_settings() -> None:
+    """Forget proxy settings in this process (a harness whose every peer is local)."""
+    for name in list(os.environ):
+        if name.lower() in PROXY_SETTINGS:
+            del os.environ[name]
+
+
 def child_environment(*, fresh: bool = False, **overrides: str) -> dict[str, str]:
     """This process's environment for a child process, without proxy settings (everything
     the bridge's children reach is local or named explicitly), with ``overrides``.
@@ -368,8 +378,7 @@ def child_environment(*, fresh: bool = False, **overrides: str) -> dict[str, str
     env = {
         k: v
         for k, v in os.environ.items()
-        if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
-        and not k.lower().startswith(settings)
+        if k.lower() not in PROXY_SETTINGS and not k.lower().startswith(settings)
     }
     env.update(NO_PROXY="*", no_proxy="*")
     if fresh:
