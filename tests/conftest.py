@@ -38,6 +38,7 @@ import pytest
 
 from bridge.heap import freeze
 from bridge.local import netns, processes
+from bridge.pod.settings import drop_proxy_settings
 from sessions.simulator import Simulator, SimulatorConfig, add_observer, remove_observer
 from tests.realtime_schema import check_event, check_journal
 
@@ -60,8 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
             netns.Namespace(stale.name).delete()
     NETNS = netns.create(f"{NETNS_PREFIX}{os.getpid()}")
     NETNS.enter()
-    for variable in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"):
-        os.environ.pop(variable, None)  # nothing here goes through a proxy
+    drop_proxy_settings()  # nothing here goes through a proxy
     os.environ["NO_PROXY"] = os.environ["no_proxy"] = "*"
 
 

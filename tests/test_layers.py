@@ -7,6 +7,7 @@ against the order fails, as does any ``livekit`` import below ``bridge/``.
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -132,28 +133,36 @@ def test_arrows_with_the_order_pass() -> None:
 SETTINGS_MODULE = "bridge.pod.settings"
 
 
+ENVIRONMENT = ("environ", "getenv", "putenv", "unsetenv")
+
+
 def environment_uses(source: str) -> list[str]:
     """Every read or write of the process environment in ``source``: ``os.environ``,
     ``os.getenv``/``putenv``/``unsetenv`` and those names imported from ``os``."""
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            if node.value.id == "os" and node.attr in ("environ", "getenv", "putenv", "unsetenv"):
+            if node.value.id == "os" and node.attr in ENVIRONMENT:
                 found.append(f"line {node.lineno}: os.{node.attr}")
         elif isinstance(node, ast.ImportFrom) and node.module == "os":
             for alias in node.names:
-                if alias.name in ("environ", "getenv", "putenv", "unsetenv"):
+                if alias.name in ENVIRONMENT:
                     found.append(f"line {node.lineno}: from os import {alias.name}")
     return found
 
 
-def test_only_the_settings_module_touches_the_environment() -> None:
-    problems = [
-        f"{module} {use}"
+def findings(finder: Callable[[str], list[str]], where: Callable[[str], bool]) -> list[str]:
+    """``finder``'s findings in every module whose name passes ``where``, each named."""
+    return [
+        f"{module} {found}"
         for module, path in modules()
-        if module != SETTINGS_MODULE
-        for use in environment_uses(path.read_text(encoding="utf-8"))
+        if where(module)
+        for found in finder(path.read_text(encoding="utf-8"))
     ]
+
+
+def test_only_the_settings_module_touches_the_environment() -> None:
+    problems = findings(environment_uses, lambda module: module != SETTINGS_MODULE)
     assert not problems, "\n".join(problems)
     assert environment_uses((ROOT / "bridge/pod/settings.py").read_text(encoding="utf-8"))
 
@@ -219,12 +228,7 @@ def call_patches(source: str) -> list[str]:
 
 
 def test_the_bench_assigns_nothing_of_the_call() -> None:
-    problems = [
-        f"{module} {patch}"
-        for module, path in modules()
-        if module.startswith("bridge.bench")
-        for patch in call_patches(path.read_text(encoding="utf-8"))
-    ]
+    problems = findings(call_patches, lambda module: module.startswith("bridge.bench"))
     assert not problems, "\n".join(problems)
 
 

@@ -366,12 +366,12 @@ def test_odd_sized_deltas_and_unknown_events_play_like_plain_ones(
     reply_p = without_gaps(plain.output[int(p0 * RATE) : int(p1 * RATE)])
     reply_o = without_gaps(odd.output[int(o0 * RATE) : int(o1 * RATE)])
     # Sample for sample, no clicks from split samples: 50 ms pieces of either recording are
-    # in the other, exactly (ncc 0.99: one click in a piece fails it; a click every 100 ms
-    # leaves 0.55 of the pieces of the demo recording matching), each
-    # at its own alignment. Not every piece: a stalled test process leaves holes in what the
-    # listener records (bursts of 20-130 ms measured on an idle machine, in all calls of the
-    # process at once), and a piece across a hole matches nowhere; a split sample or a lost
-    # byte would spoil every piece after it.
+    # in the other, exactly, each at its own alignment (ncc 0.99: one click in a piece fails
+    # it; a click every 100 ms leaves 0.55 of the demo recording's pieces matching). Not
+    # every piece: a stalled test process leaves holes in what the listener records (bursts
+    # of 20-130 ms measured on an idle machine, in all calls of the process at once), and a
+    # piece across a hole matches nowhere; a split sample or a lost byte would spoil every
+    # piece after it.
     for a, b in ((reply_p, reply_o), (reply_o, reply_p)):
         assert resemblance(b, a, RATE, piece_s=0.05, match=0.99) >= 0.7
 
